@@ -1,0 +1,47 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+# Everything is installed into .venv; llama-cpp-python compiles once and pip's wheel cache keeps it.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.switchboard-installed
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install run test lint typecheck pytest check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12), "Python 3.10-3.12 needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip wheel setuptools
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	$(BIN)/switchboard model install
+	touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/switchboard serve --host 127.0.0.1 --port 8000
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+check: install
+	$(BIN)/switchboard check policies/
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck check pytest
+
+bench: install
+	$(BIN)/python -m eval.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

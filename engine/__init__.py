@@ -1,0 +1,1 @@
+"""Switchboard's decision engine: policies in, decisions out. No HTTP here."""

@@ -1,0 +1,108 @@
+"""The LLM backend contract: one async call from a rendered prompt to label probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from engine.categories import Category, VerdictStatus
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A prompt as chat turns: the static prefix (system + few-shot turns) then the message turn.
+
+    Backends must keep the order so the prefix can be cached between calls.
+    """
+
+    messages: tuple[ChatMessage, ...]
+    template_hash: str
+
+    @property
+    def prefix(self) -> tuple[ChatMessage, ...]:
+        return self.messages[:-1]
+
+
+@dataclass(frozen=True)
+class LabelVerdict:
+    """What the model said, or why it said nothing. Never raised, always returned."""
+
+    status: VerdictStatus
+    probabilities: Mapping[Category, float] = field(default_factory=dict)
+    raw_output: str = ""
+    error: str | None = None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    method: str = "label_logprobs"
+
+    @property
+    def label(self) -> Category | None:
+        if self.status is not VerdictStatus.OK or not self.probabilities:
+            return None
+        return max(self.probabilities, key=lambda c: self.probabilities[c])
+
+    @property
+    def confidence(self) -> float | None:
+        label = self.label
+        return None if label is None else self.probabilities[label]
+
+    @classmethod
+    def failed(cls, status: VerdictStatus, error: str, *, latency_ms: float = 0.0) -> LabelVerdict:
+        return cls(status=status, error=error, latency_ms=latency_ms, method="none")
+
+
+@dataclass(frozen=True)
+class LabelChoice:
+    """An allowed answer: the category and the word the model is asked to answer with."""
+
+    category: Category
+    answer: str
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    """A model that scores the allowed labels for a prompt.
+
+    Implementations turn every failure (timeout, connection error, garbage) into a
+    ``LabelVerdict`` with a non-ok status; they never raise to the caller.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def model_digest(self) -> str: ...
+
+    async def score(
+        self, prompt: RenderedPrompt, choices: Sequence[LabelChoice], *, deadline_s: float
+    ) -> LabelVerdict: ...
+
+    async def probe(self) -> bool:
+        """True when the backend can answer right now (used by readiness checks)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def renormalise(scores: Mapping[Category, float]) -> dict[Category, float]:
+    """Turn per-label log-probabilities into probabilities that sum to one over the labels."""
+    import math
+
+    top = max(scores.values())
+    exp = {c: math.exp(v - top) for c, v in scores.items()}
+    total = sum(exp.values())
+    return {c: v / total for c, v in exp.items()}

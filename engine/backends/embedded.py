@@ -1,0 +1,273 @@
+"""The embedded backend: a small GGUF model run in-process by llama.cpp (``llama-cpp-python``).
+
+One forward pass per decision: the ChatML prompt is evaluated (reusing the KV cache of the
+longest prefix shared with the previous call), the next-token distribution is read from the
+logits, and each label gets the probability mass of every vocabulary token that starts its
+answer word ("s", "saf", "safety" for "safety"). Nothing is sampled and no text is generated.
+One inference runs at a time per loaded model; callers queue with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import dataclasses
+import os
+import time
+import weakref
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.backends.base import ChatMessage, LabelChoice, LabelVerdict, RenderedPrompt, renormalise
+from engine.backends.model_files import ModelSpec, assemble_model, verify_model
+from engine.categories import Category, VerdictStatus
+from engine.errors import BackendConfigError
+
+METHOD = "label_prefix_mass"
+# Below this share of the next-token distribution the model is not answering with a label.
+MIN_LABEL_MASS = 1e-4
+_PIECE_BUFFER = 256  # longest Qwen2.5 token piece is 128 bytes
+
+
+class _PromptTooLongError(Exception):
+    pass
+
+
+class EmbeddedBackend:
+    """``LLMBackend`` over llama.cpp: label probabilities from one forward pass, prefix cached."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        spec: ModelSpec,
+        n_threads: int | None = None,
+        n_ctx: int = 2048,
+    ) -> None:
+        verify_model(model_path, spec)
+        try:
+            import llama_cpp
+        except ImportError as exc:
+            raise BackendConfigError(
+                "the embedded backend needs llama-cpp-python; run: "
+                "pip install 'switchboard[embedded]'"
+            ) from exc
+        self._lc: Any = llama_cpp
+        self._spec = spec
+        try:
+            self._llm: Any = llama_cpp.Llama(
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count() or 1,
+                n_batch=512,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise BackendConfigError(f"llama.cpp could not load {model_path}: {exc}") from exc
+        self._n_vocab: int = self._llm.n_vocab()
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self._by_first_char = self._index_vocabulary()
+        self._label_tokens: dict[tuple[str, ...], list[npt.NDArray[np.intp]]] = {}
+        self._special_cache: dict[str, list[int]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closed = False
+
+    @classmethod
+    def from_packages(
+        cls, spec: ModelSpec, model_dir: Path, n_threads: int | None = None, n_ctx: int = 2048
+    ) -> EmbeddedBackend:
+        """Assemble (or reuse) the model file from its installed packages, then load it."""
+        return cls(assemble_model(spec, model_dir), spec, n_threads=n_threads, n_ctx=n_ctx)
+
+    @property
+    def name(self) -> str:
+        return "embedded"
+
+    @property
+    def model_id(self) -> str:
+        return self._spec.name
+
+    @property
+    def model_digest(self) -> str:
+        return self._spec.digest
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self._llm.n_ctx())
+
+    # ----- tokens -------------------------------------------------------------------------
+
+    def _piece(self, token: int, *, special: bool) -> str:
+        buf = ctypes.create_string_buffer(_PIECE_BUFFER)
+        n = self._lc.llama_token_to_piece(self._vocab, token, buf, _PIECE_BUFFER, 0, special)
+        return buf.raw[: max(n, 0)].decode("utf-8", errors="replace")
+
+    def _index_vocabulary(self) -> dict[str, list[tuple[int, str]]]:
+        """Every non-control token's text, leading whitespace stripped and casefolded."""
+        index: dict[str, list[tuple[int, str]]] = {}
+        for token in range(self._n_vocab):
+            text = self._piece(token, special=False).lstrip().casefold()
+            if text:
+                index.setdefault(text[0], []).append((token, text))
+        return index
+
+    def _answer_tokens(self, answers: tuple[str, ...]) -> list[npt.NDArray[np.intp]]:
+        """Per answer, the ids of tokens whose text is a non-empty prefix of it (cached)."""
+        cached = self._label_tokens.get(answers)
+        if cached is not None:
+            return cached
+        sets: list[npt.NDArray[np.intp]] = []
+        seen: set[int] = set()
+        for answer in answers:
+            ids = [
+                t for t, text in self._by_first_char.get(answer[:1], []) if answer.startswith(text)
+            ]
+            if not ids or seen.intersection(ids):
+                raise ValueError(f"answers {answers} must be non-empty and start differently")
+            seen.update(ids)
+            sets.append(np.array(ids, dtype=np.intp))
+        self._label_tokens[answers] = sets
+        return sets
+
+    def _special(self, text: str) -> list[int]:
+        tokens = self._special_cache.get(text)
+        if tokens is None:
+            tokens = list(self._llm.tokenize(text.encode(), add_bos=False, special=True))
+            self._special_cache[text] = tokens
+        return tokens
+
+    def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """ChatML tokens; message contents never become control tokens (no forged turns)."""
+        tokens: list[int] = []
+        for message in messages:
+            tokens += self._special(f"<|im_start|>{message.role}\n")
+            tokens += self._llm.tokenize(message.content.encode(), add_bos=False, special=False)
+            tokens += self._special("<|im_end|>\n")
+        tokens += self._special("<|im_start|>assistant\n")
+        return tokens
+
+    # ----- inference (worker thread only) -------------------------------------------------
+
+    def _forward(self, tokens: list[int]) -> tuple[npt.NDArray[np.float64], int]:
+        """Evaluate ``tokens`` reusing the cached prefix; next-token logits and cached count."""
+        llm = self._llm
+        if len(tokens) > self.n_ctx:
+            raise _PromptTooLongError(
+                f"prompt has {len(tokens)} tokens, the context holds {self.n_ctx}; "
+                "shorten the message or the few-shot examples, or raise n_ctx"
+            )
+        previous = np.asarray(llm.input_ids[: llm.n_tokens])
+        width = min(len(previous), len(tokens))
+        differs = np.flatnonzero(previous[:width] != np.asarray(tokens[:width], dtype=np.intc))
+        common = int(differs[0]) if differs.size else width
+        common = min(common, len(tokens) - 1)  # evaluate at least one token to get logits
+        memory = self._lc.llama_get_memory(llm.ctx)
+        if not self._lc.llama_memory_seq_rm(memory, -1, common, -1):
+            self._lc.llama_memory_clear(memory, True)
+            common = 0
+        llm.n_tokens = common
+        try:
+            llm.eval(tokens[common:])
+        except BaseException:
+            llm.n_tokens = 0  # the cache beyond the last good batch is unknown: start over
+            raise
+        pointer = self._lc.llama_get_logits_ith(llm.ctx, -1)
+        if not pointer:
+            raise RuntimeError("llama.cpp returned no logits for the last prompt token")
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+        return logits, common
+
+    def _score_sync(self, prompt: RenderedPrompt, choices: Sequence[LabelChoice]) -> LabelVerdict:
+        answers = tuple(c.answer.casefold() for c in choices)
+        try:
+            label_tokens = self._answer_tokens(answers)
+        except ValueError as exc:
+            return LabelVerdict.failed(VerdictStatus.ERROR, str(exc))
+        tokens = self.tokenize_prompt(prompt.messages)
+        try:
+            logits, cached = self._forward(tokens)
+        except _PromptTooLongError as exc:
+            return LabelVerdict.failed(VerdictStatus.ERROR, str(exc))
+        top = float(logits.max())
+        log_z = top + float(np.log(np.exp(logits - top).sum()))
+        log_probs = logits - log_z
+        scores: dict[Category, float] = {}
+        for choice, ids in zip(choices, label_tokens, strict=True):
+            mass = float(np.logaddexp.reduce(log_probs[ids]))
+            prior = scores.get(choice.category)
+            scores[choice.category] = mass if prior is None else float(np.logaddexp(prior, mass))
+        raw = self._piece(int(logits.argmax()), special=True)
+        total = float(np.exp(np.logaddexp.reduce(np.array(list(scores.values())))))
+        ok = total >= MIN_LABEL_MASS
+        return LabelVerdict(
+            status=VerdictStatus.OK if ok else VerdictStatus.INVALID,
+            probabilities=renormalise(scores) if ok else {},
+            raw_output=raw,
+            error=None if ok else f"labels hold {total:.2e} of the next token; top is {raw!r}",
+            prompt_tokens=len(tokens) - cached,
+            cached_tokens=cached,
+            output_tokens=1,
+            method=METHOD,
+        )
+
+    def _reset_sync(self) -> None:
+        self._llm.n_tokens = 0
+        self._lc.llama_memory_clear(self._lc.llama_get_memory(self._llm.ctx), True)
+
+    # ----- async surface ------------------------------------------------------------------
+
+    def _lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+    async def _run_queued(
+        self, prompt: RenderedPrompt, choices: Sequence[LabelChoice]
+    ) -> LabelVerdict:
+        async with self._lock():
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._score_sync, prompt, choices)
+
+    async def score(
+        self, prompt: RenderedPrompt, choices: Sequence[LabelChoice], *, deadline_s: float
+    ) -> LabelVerdict:
+        started = time.perf_counter()
+        try:
+            if self._closed:
+                raise RuntimeError("the embedded backend is closed")
+            verdict = await asyncio.wait_for(
+                self._run_queued(prompt, choices), timeout=max(deadline_s, 0.0)
+            )
+        except asyncio.TimeoutError:
+            verdict = LabelVerdict.failed(
+                VerdictStatus.TIMEOUT, f"no answer within {deadline_s:.3f}s (queue included)"
+            )
+        except Exception as exc:  # a backend never raises to the engine
+            verdict = LabelVerdict.failed(VerdictStatus.ERROR, f"{type(exc).__name__}: {exc}")
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        return dataclasses.replace(verdict, latency_ms=elapsed_ms)
+
+    async def reset_cache(self) -> None:
+        """Forget the cached prefix: the next call evaluates its whole prompt (benchmarks)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._reset_sync)
+
+    async def probe(self) -> bool:
+        return not self._closed
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Let a running inference finish before the model's memory is freed under it.
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        self._llm.close()

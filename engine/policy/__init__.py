@@ -1,0 +1,1 @@
+"""Policy format, loading and validation."""

@@ -1,0 +1,235 @@
+"""Second-phase policy validation: cross-references and domain rules the schema cannot express.
+
+Each check needs only the sections it reads, so a policy with a schema error in one section still
+gets every other problem reported in the same run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from engine.categories import CATEGORIES, Category, Channel
+from engine.policy.model import ChannelAdjustment as _ChannelAdjustment
+from engine.policy.model import (
+    Condition,
+    KeywordGroup,
+    Labels,
+    PromptSpec,
+    Redaction,
+    Rule,
+    StepAction,
+    Thresholds,
+    Workflow,
+    Workflows,
+)
+
+PathPart = str | int
+Finding = tuple[tuple[PathPart, ...], str]
+
+
+@dataclass(frozen=True)
+class Sections:
+    """The sections that passed schema validation (None where they did not)."""
+
+    labels: Labels | None
+    thresholds: Thresholds | None
+    prompt: PromptSpec | None
+    keyword_groups: dict[str, KeywordGroup] | None
+    rules: list[Rule] | None
+    workflows: Workflows | None
+    channels: dict[Channel, _ChannelAdjustment] | None
+    redaction: Redaction | None
+
+
+def check_labels(s: Sections) -> Iterator[Finding]:
+    if s.labels is None:
+        return
+    seen: dict[str, Category] = {}
+    for category in CATEGORIES:
+        first = s.labels.spec(category).answer.casefold()[0]
+        if first in seen:
+            yield (
+                ("labels", category.value, "answer"),
+                f"answer must start with a different letter than {seen[first].value}'s, so one "
+                "token tells the labels apart",
+            )
+        seen[first] = category
+
+
+def _threshold_order(
+    accept: dict[Category, float], where: tuple[PathPart, ...]
+) -> Iterator[Finding]:
+    safety = accept[Category.SAFETY_COMPLIANCE]
+    for other in (Category.INFORMATIONAL, Category.SERVICE_ACTION):
+        if safety > accept[other]:
+            yield (
+                (*where, Category.SAFETY_COMPLIANCE.value),
+                f"safety threshold {safety} is above the {other.value} threshold "
+                f"{accept[other]}: routing to safety must never be harder than routing away",
+            )
+
+
+def check_thresholds(s: Sections) -> Iterator[Finding]:
+    if s.thresholds is None:
+        return
+    t = s.thresholds
+    base = {c: t.accept(c) for c in CATEGORIES}
+    yield from _threshold_order(base, ("thresholds",))
+    if t.safety_escalation > t.safety_compliance:
+        yield (
+            ("thresholds", "safety_escalation"),
+            f"safety_escalation {t.safety_escalation} is above the safety acceptance threshold "
+            f"{t.safety_compliance}; it must not be",
+        )
+    for channel, adjustment in (s.channels or {}).items():
+        merged = {**base, **adjustment.thresholds}
+        yield from _threshold_order(merged, ("channels", channel.value, "thresholds"))
+
+
+def check_keyword_groups(s: Sections) -> Iterator[Finding]:
+    for name, group in (s.keyword_groups or {}).items():
+        if not group.keywords and not group.patterns:
+            yield (("keyword_groups", name), "group has neither keywords nor patterns")
+        for i, pattern in enumerate(group.patterns):
+            try:
+                re.compile(pattern, re.IGNORECASE)
+            except re.error as exc:
+                yield (("keyword_groups", name, "patterns", i), f"invalid regex {pattern!r}: {exc}")
+
+
+def _condition_groups(condition: Condition) -> Iterator[str]:
+    for groups in (condition.keywords_any, condition.keywords_all, condition.keywords_none):
+        yield from groups or ()
+    for sub in condition.any or ():
+        yield from _condition_groups(sub)
+
+
+def _is_empty(condition: Condition) -> bool:
+    return not any(value is not None for name, value in condition if name != "any") and not (
+        condition.any and not all(_is_empty(c) for c in condition.any)
+    )
+
+
+def _is_text_only_safety_override(rule: Rule) -> bool:
+    w = rule.when
+    model_free = (
+        w.llm_category is None
+        and w.llm_status is None
+        and w.confidence_below is None
+        and w.confidence_at_least is None
+        and w.probability_at_least is None
+        and w.any is None
+    )
+    return (
+        model_free
+        and bool(w.keywords_any)
+        and rule.then.category is Category.SAFETY_COMPLIANCE
+        and rule.then.requires_human_review
+    )
+
+
+def check_rules(s: Sections) -> Iterator[Finding]:
+    if s.rules is None:
+        return
+    ids: set[str] = set()
+    for i, rule in enumerate(s.rules):
+        where: tuple[PathPart, ...] = ("rules", i)
+        if rule.id in ids:
+            yield ((*where, "id"), f"rule id {rule.id!r} is used twice")
+        ids.add(rule.id)
+        if _is_empty(rule.when):
+            yield ((*where, "when"), "condition has no predicates; it would fire on everything")
+        if s.keyword_groups is not None:
+            for group in _condition_groups(rule.when):
+                if group not in s.keyword_groups:
+                    yield ((*where, "when"), f"unknown keyword group {group!r}")
+        if rule.then.category is None and not rule.then.requires_human_review:
+            yield ((*where, "then"), "rule does nothing: set a category or requires_human_review")
+    if not any(_is_text_only_safety_override(r) for r in s.rules):
+        yield (
+            ("rules",),
+            "no safety keyword override: add a rule whose condition is only keywords_any and "
+            "that routes to safety_compliance with human review, so the model can never be the "
+            "only line of defence",
+        )
+
+
+def _walk(workflow: Workflow) -> tuple[set[str], bool]:
+    """Reachable steps from start, and whether the graph has a cycle."""
+    reachable: set[str] = set()
+    on_stack: set[str] = set()
+    cyclic = False
+
+    def visit(name: str) -> None:
+        nonlocal cyclic
+        if name in on_stack:
+            cyclic = True
+            return
+        if name in reachable or name not in workflow.steps:
+            return
+        reachable.add(name)
+        on_stack.add(name)
+        step = workflow.steps[name]
+        for nxt in (step.next, step.next_if_review):
+            if nxt:
+                visit(nxt)
+        on_stack.discard(name)
+
+    visit(workflow.start)
+    return reachable, cyclic
+
+
+def check_workflows(s: Sections) -> Iterator[Finding]:
+    if s.workflows is None:
+        return
+    for category in CATEGORIES:
+        wf = s.workflows.for_category(category)
+        base: tuple[PathPart, ...] = ("workflows", category.value)
+        if wf.start not in wf.steps:
+            yield ((*base, "start"), f"start step {wf.start!r} does not exist")
+        for name, step in wf.steps.items():
+            for edge in ("next", "next_if_review"):
+                target = getattr(step, edge)
+                if target is not None and target not in wf.steps:
+                    yield ((*base, "steps", name, edge), f"edge to unknown step {target!r}")
+            if step.action is StepAction.EXTERNAL and step.integration is None:
+                yield ((*base, "steps", name), "external step needs an integration")
+            if step.action is StepAction.QUEUE_HUMAN_REVIEW and step.queue is None:
+                yield ((*base, "steps", name), "review step needs a queue")
+        reachable, cyclic = _walk(wf)
+        if cyclic:
+            yield ((*base, "steps"), "workflow graph has a cycle")
+        for name in sorted(set(wf.steps) - reachable):
+            if wf.start in wf.steps:
+                yield ((*base, "steps", name), f"step {name!r} is unreachable from the start")
+        if category is Category.SAFETY_COMPLIANCE:
+            if not any(wf.steps[n].action is StepAction.QUEUE_HUMAN_REVIEW for n in reachable):
+                yield (base, "the safety workflow must reach a human review step")
+            if wf.sla_hours is None:
+                yield ((*base, "sla_hours"), "the safety workflow must declare sla_hours")
+
+
+def check_redaction(s: Sections) -> Iterator[Finding]:
+    if s.redaction is None:
+        return
+    for entity, patterns in s.redaction.custom_patterns.items():
+        for i, pattern in enumerate(patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                yield (
+                    ("redaction", "custom_patterns", entity, i),
+                    f"invalid regex {pattern!r}: {exc}",
+                )
+
+
+CROSS_CHECKS: tuple[Callable[[Sections], Iterator[Finding]], ...] = (
+    check_labels,
+    check_thresholds,
+    check_keyword_groups,
+    check_rules,
+    check_workflows,
+    check_redaction,
+)

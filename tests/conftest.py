@@ -1,0 +1,40 @@
+"""Shared fixtures: the repository's policies and prompts, and editable copies of them."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+POLICIES = REPO / "policies"
+PROMPTS = REPO / "prompts"
+DEFAULT_POLICY = POLICIES / "contact-center"
+
+
+@pytest.fixture
+def policy_copy(tmp_path: Path) -> Path:
+    """A writable copy of the default policy plus the prompts, laid out like the repo."""
+    shutil.copytree(DEFAULT_POLICY, tmp_path / "policies" / "contact-center")
+    shutil.copytree(PROMPTS, tmp_path / "prompts")
+    return tmp_path / "policies" / "contact-center"
+
+
+Editor = Callable[[str, Callable[[dict[str, Any]], None]], None]
+
+
+@pytest.fixture
+def edit_policy(policy_copy: Path) -> Editor:
+    """Edit one YAML file of the policy copy through a function on its parsed content."""
+
+    def edit(file: str, change: Callable[[dict[str, Any]], None]) -> None:
+        path = policy_copy / file
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        change(data)
+        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+    return edit
