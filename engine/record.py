@@ -60,6 +60,7 @@ class WorkflowTrace(_Frozen):
     completed: list[str]
     next_step: str | None
     status: str = Field(description="'awaiting_review', 'dispatched' or 'completed'.")
+    queue: str | None = Field(default=None, description="Review queue while awaiting review.")
     sla_due_at: str | None = None
     case: dict[str, Any] | None = None
 

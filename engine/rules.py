@@ -1,24 +1,18 @@
-"""The durable-rules wrapper: compiles one policy revision's rules and evaluates decision facts.
+"""The durable-rules wrapper: compiles a policy revision's rules and evaluates decision facts.
 
-This is the only module that talks to durable-rules. It uses the raw C API of
-``durable_rules_engine`` (no ``Host``: its timer threads steal results across threads) and
-works around the sharp edges measured in /work/shared/design/durable-rules-notes.md:
+The only module that talks to durable-rules, through the raw C API of ``durable_rules_engine``
+(a ``Host``'s timer threads steal results across threads). It works around the sharp edges in
+/work/shared/design/durable-rules-notes.md: a ``kind`` discriminator in every rule; a
+lowest-priority catch-all rule and a warm-up so every evaluation starts an action (deleting a
+session without one crashes); a fresh session per evaluation, deleted after, under a lock per
+ruleset; de-duplicated results (``$or`` fires once per branch); ``ensure_ascii=False`` JSON
+whose numbers never read ``1e-05`` (the C parser rejects a bare exponent, error 204). Load-time
+limits, checked on a model of durable's alpha network (``_Node``), keep it away from silent
+overflows and crashes: at most 500 rules, 15 ``$and``/``$or`` per rule, 200 rules ending on one
+node, and a traversal stack that stays within 64 entries for every possible fact (error 303
+otherwise, and deleting that session can abort the process).
 
-- every compiled rule starts with the ``kind == "decision"`` discriminator, and a
-  lowest-priority catch-all rule plus a warm-up evaluation make every evaluation start an
-  action, because ``delete_state`` on a session without one crashes the process;
-- each evaluation uses a fresh session id, deletes it afterwards, and holds the ruleset's lock;
-- fired names are de-duplicated (a rule with ``$or`` fires once per satisfied branch);
-- JSON is written with ``ensure_ascii=False`` and numbers always carry a fraction before any
-  exponent: the C parser rejects ``1e-05`` (error 204), which Python's ``repr`` produces;
-- load-time limits keep the engine away from its silent overflows and crashes, checked on a
-  model of durable's alpha network built from the same JSON (see ``_Node``): at most 500
-  rules, 15 ``$and``/``$or`` groups per rule (``MAX_SEQUENCE_EXPRESSIONS``), 200 rules with
-  identical conditions (beta list of 256, overflowed silently), and a traversal stack that can
-  never exceed 64 entries (error 303 at run time, which can corrupt the session and abort the
-  process when it is deleted).
-
-Any engine failure raises ``RulesEngineError``; callers fail closed on it.
+Every engine failure raises ``RulesEngineError``; callers fail closed on it.
 """
 
 from __future__ import annotations
@@ -54,25 +48,19 @@ _RESERVED += ["$forward", "$l", "$r", "$add", "$sub", "$mul", "$div", "$and", "$
 _RESERVED += ["$neq", "$lt", "$lte", "$gt", "$gte", "$ex", "$nex", "$mt", "$imt", "$iall", "$iany"]
 
 Term = dict[str, Any]
-_MEMBERSHIP = (
-    ("channel", "channel"),
-    ("llm_status", "llm.status"),
-    ("llm_category", "llm.category"),
-)
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_BARE_EXPONENT = re.compile(r"((?:^|[:,\[])-?\d+)(?=e)")
+_MEMBERSHIP = {"channel": "channel", "llm_status": "llm.status", "llm_category": "llm.category"}
 
 
 def _dumps(value: object) -> str:
-    """JSON durable's C parser reads back exactly: ``ensure_ascii=False``, no bare ``1e-05``."""
-    if isinstance(value, dict):
-        items = (f"{json.dumps(k, ensure_ascii=False)}:{_dumps(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_dumps(v) for v in value) + "]"
-    if isinstance(value, float):
-        text = json.dumps(value, allow_nan=False)  # ValueError on nan and infinities
-        mantissa, exp, exponent = text.partition("e")
-        return f"{mantissa}.0e{exponent}" if exp and "." not in mantissa else text
-    return json.dumps(value, ensure_ascii=False)
+    """JSON durable's C parser reads back exactly: ``ensure_ascii=False``, no bare ``1e-05``.
+
+    Only numbers can follow ``:``, ``,`` or ``[`` directly: no string here holds those
+    characters (names are validated identifiers, values are enum members).
+    """
+    text = _ENCODE(value)  # ValueError on nan and infinities
+    return _BARE_EXPONENT.sub(r"\1.0", text) if "e-" in text or "e+" in text else text
 
 
 def _fnv1(name: str) -> int:
@@ -103,7 +91,7 @@ def _translate(cond: Condition, where: str, groups: Collection[str]) -> Term:
                     f"policy's keyword_groups ({', '.join(sorted(groups)) or 'none'})"
                 )
     terms: list[Term] = []
-    for field, path in _MEMBERSHIP:
+    for field, path in _MEMBERSHIP.items():
         if field in given:
             terms.append(_join("$or", ({path: v.value} for v in given[field])))
     if "keywords_any" in given:
@@ -158,8 +146,14 @@ class _Node:
         """Upper bound of durable's traversal stack below this node, over every possible fact.
 
         Popping a node pushes each matching child and every forward node. Equality children on
-        one path can't match together; every other child is assumed to match.
+        one path can't match together; every other child is assumed to match. Also refuses
+        nodes that would overflow durable's beta list or child table.
         """
+        if self.betas > MAX_IDENTICAL_RULES or len(self.children) > MAX_CHILDREN:
+            raise RulesEngineError(
+                f"more than {MAX_IDENTICAL_RULES} rules share one condition, or more than "
+                f"{MAX_CHILDREN} rules diverge at one point; durable-rules can't hold that"
+            )
         if id(self) not in memo:
             equal = {path for path, op, _ in self.children if op == "$eq"}
             pushed = len(equal) + len(self.forwards)
@@ -167,16 +161,6 @@ class _Node:
             below = [n.peak(memo) for n in (*self.children.values(), *self.forwards)]
             memo[id(self)] = max(pushed, pushed - 1 + max(below)) if below else 0
         return memo[id(self)]
-
-    def walk(self) -> Iterable[_Node]:
-        seen: set[int] = set()
-        stack: list[_Node] = [self]
-        while stack:
-            node = stack.pop()
-            if id(node) not in seen:
-                seen.add(id(node))
-                yield node
-                stack += [*node.children.values(), *node.forwards]
 
 
 def _network(conditions: Sequence[Term]) -> _Node:
@@ -188,8 +172,7 @@ def _network(conditions: Sequence[Term]) -> _Node:
 
 def _check_network(conditions: list[Term], rules: Sequence[Rule]) -> None:
     """Refuse rulesets that could overflow durable's fixed-size structures."""
-    root = _network(conditions)
-    peak = root.peak({})
+    peak = _network(conditions).peak({})
     if peak > MAX_SIMULTANEOUS:
         # Adding rules never lowers the bound: find the first rule that pushes it over.
         low, high = 0, len(rules)
@@ -205,12 +188,6 @@ def _check_network(conditions: list[Term], rules: Sequence[Rule]) -> None:
             "merge rules on different keyword groups into one with keywords_any, or start "
             "rules with channel, llm_status or llm_category"
         )
-    for node in root.walk():
-        if node.betas > MAX_IDENTICAL_RULES or len(node.children) > MAX_CHILDREN:
-            raise RulesEngineError(
-                f"more than {MAX_IDENTICAL_RULES} rules share one condition, or more than "
-                f"{MAX_CHILDREN} rules diverge at one point; durable-rules can't hold that"
-            )
 
 
 class CompiledRules:

@@ -111,6 +111,7 @@ def run_workflow(
                     completed=completed,
                     next_step=name,
                     status="awaiting_review",
+                    queue=step.queue,
                     sla_due_at=due,
                     case=case,
                 )

@@ -367,33 +367,41 @@ def test_non_ascii_rule_ids_and_reasons_and_limit_length_group_names() -> None:
 probabilities = st.sampled_from(THRESHOLDS) | st.floats(0.0, 1.0) | st.just(5e-324)
 
 
+def _values(elements: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
+    return st.lists(elements, min_size=1, max_size=3)
+
+
+PREDICATES: dict[str, st.SearchStrategy[Any]] = {
+    "keywords_any": _values(st.sampled_from(GROUPS)),
+    "keywords_all": _values(st.sampled_from(GROUPS)),
+    "keywords_none": _values(st.sampled_from(GROUPS)),
+    "llm_category": _values(st.sampled_from(CATEGORIES)),
+    "llm_status": _values(st.sampled_from(list(VerdictStatus))),
+    "channel": _values(st.sampled_from(list(Channel))),
+    "confidence_below": probabilities,
+    "confidence_at_least": probabilities,
+    "probability_at_least": st.dictionaries(st.sampled_from(CATEGORIES), probabilities, min_size=1),
+}
+
+
 @st.composite
 def conditions(draw: st.DrawFn, depth: int = 2) -> Condition:
-    def values(elements: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
-        return st.lists(elements, min_size=1, max_size=3)
-
-    optional: dict[str, st.SearchStrategy[Any]] = {
-        "keywords_any": values(st.sampled_from(GROUPS)),
-        "keywords_all": values(st.sampled_from(GROUPS)),
-        "keywords_none": values(st.sampled_from(GROUPS)),
-        "llm_category": values(st.sampled_from(CATEGORIES)),
-        "llm_status": values(st.sampled_from(list(VerdictStatus))),
-        "channel": values(st.sampled_from(list(Channel))),
-        "confidence_below": probabilities,
-        "confidence_at_least": probabilities,
-        "probability_at_least": st.dictionaries(
-            st.sampled_from(CATEGORIES), probabilities, min_size=1
-        ),
+    names = [*PREDICATES, "any"] if depth else list(PREDICATES)
+    chosen = draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
+    fields = {
+        name: draw(
+            PREDICATES[name]
+            if name != "any"
+            else st.lists(conditions(depth - 1), min_size=1, max_size=3)
+        )
+        for name in chosen
     }
-    if depth:
-        optional["any"] = st.lists(conditions(depth - 1), min_size=1, max_size=3)
-    fields = draw(st.fixed_dictionaries({}, optional=optional).filter(bool))
     return Condition(**fields)
 
 
 @st.composite
-def rulesets(draw: st.DrawFn, max_rules: int = 8) -> list[Rule]:
-    whens = draw(st.lists(conditions(), min_size=1, max_size=max_rules))
+def rulesets(draw: st.DrawFn, min_rules: int = 1, max_rules: int = 8) -> list[Rule]:
+    whens = draw(st.lists(conditions(), min_size=min_rules, max_size=max_rules))
     n = len(whens)
     priorities = draw(st.lists(st.sampled_from([0, 5, 100]), min_size=n, max_size=n))
     return [
@@ -490,7 +498,7 @@ def test_random_facts_agree_with_the_oracle_on_a_policy(
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rules=rulesets(max_rules=120), seed=st.integers(0, 2**32))
+@given(rules=rulesets(min_rules=30, max_rules=150), seed=st.integers(0, 2**32))
 def test_accepted_large_rulesets_never_overflow_the_engine(rules: list[Rule], seed: int) -> None:
     """The static bound is sound: whatever compiles never hits durable's error 303 (or a crash)."""
     try:

@@ -39,6 +39,7 @@ def test_safety_case_is_opened_and_waits_for_pharmacovigilance(policy: Policy) -
     )
     assert trace.completed == ["capture", "enrich", "open_case"]
     assert (trace.next_step, trace.status) == ("pv_review", "awaiting_review")
+    assert trace.queue == "pharmacovigilance"
     assert trace.sla_due_at == "2026-01-03T03:04:05+00:00"
     assert trace.case is not None
     assert trace.case["case_id"] == "case-d1"

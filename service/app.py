@@ -1,0 +1,127 @@
+"""The app factory: everything the service needs is built in the lifespan or handed in.
+
+``create_app(settings, backend=..., store=...)`` lets tests inject a fake backend and a store in
+a temporary directory; with nothing injected it builds the configured backend, Presidio
+redaction and the SQLite audit store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from engine.backends.base import LLMBackend
+from engine.backends.registry import BackendSettings, build_backend
+from engine.redaction import Redactor
+from engine.workflow import Integrations, LoggingIntegrations
+from service.guard import CircuitBreaker, ModelGuard
+from service.metrics import Metrics
+from service.middleware import BodyGuard
+from service.problems import install_problem_handlers
+from service.routes import admin, classify, health, records
+from service.runtime import EngineHolder
+from service.settings import Settings
+from service.state import AppState
+from service.store import AuditStore, SQLiteAuditStore
+
+log = logging.getLogger("switchboard.service")
+
+
+def _presidio(redaction: Any) -> Redactor:
+    from engine.pii import PresidioRedactor
+
+    return PresidioRedactor(redaction)
+
+
+def _backend_settings(s: Settings) -> BackendSettings:
+    return BackendSettings(
+        name=s.backend,
+        model_dir=s.model_dir,
+        ollama_host=s.ollama_host,
+        ollama_model=s.ollama_model,
+        fake_latency_ms=s.fake_latency_ms,
+    )
+
+
+async def _probe_loop(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.probe_interval_s)
+        state.backend_ready = await _probe(state)
+
+
+async def _probe(state: AppState) -> bool:
+    try:
+        return await asyncio.wait_for(state.guard.probe(), timeout=5)
+    except (asyncio.TimeoutError, OSError):
+        return False
+
+
+def create_app(
+    settings: Settings,
+    *,
+    backend: LLMBackend | None = None,
+    store: AuditStore | None = None,
+    redactor_factory: Callable[[Any], Redactor] | None = _presidio,
+    integrations: Integrations | None = None,
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model: LLMBackend = (
+            backend
+            if backend is not None
+            else await asyncio.to_thread(build_backend, _backend_settings(settings))
+        )
+        guard = ModelGuard(
+            model,
+            concurrency=settings.model_concurrency,
+            queue=settings.model_queue,
+            breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s),
+        )
+        audit = store or SQLiteAuditStore(Path(settings.audit_db))
+        holder = EngineHolder(
+            settings,
+            guard,
+            integrations=integrations or LoggingIntegrations(),
+            redactor_factory=redactor_factory,
+        )
+        state = AppState(settings, holder, guard, audit, Metrics())
+        await holder.reload()  # a broken policy at start-up stops the process: nothing to serve
+        state.backend_ready = await _probe(state)
+        app.state.switchboard = state
+        prober = asyncio.create_task(_probe_loop(state))
+        log.info(
+            "ready",
+            extra={
+                "fields": {
+                    "event": "ready",
+                    "backend": guard.name,
+                    "policies": holder.active.describe() if holder.active else [],
+                }
+            },
+        )
+        try:
+            yield
+        finally:
+            prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
+            await audit.close()
+            await guard.aclose()
+
+    app = FastAPI(
+        title="Switchboard",
+        version="0.1.0",
+        summary="Contact-center triage decisions: rules plus one LLM call",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    install_problem_handlers(app)
+    for router in (classify.router, admin.router, records.router, health.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,54 @@
+"""JSON log lines. Decision lines carry ids, outcomes and timings, never message text."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from engine.record import DecisionRecord
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        else:
+            entry["msg"] = record.getMessage()
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error"] = record.exc_info[0].__name__  # no traceback text: it may hold input
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("switchboard")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def decision_fields(record: DecisionRecord) -> dict[str, Any]:
+    return {
+        "event": "decision",
+        "decision_id": record.decision_id,
+        "policy": record.policy.id,
+        "revision": record.policy.revision,
+        "channel": record.channel.value,
+        "category": record.category.value,
+        "confidence": record.confidence,
+        "review": record.requires_human_review,
+        "degraded": record.degraded,
+        "llm_status": record.llm.status.value,
+        "rules": [r.id for r in record.rules_fired],
+        "next_step": record.next_step,
+        "total_ms": record.timings.total_ms,
+        "llm_ms": record.timings.llm_ms,
+    }

@@ -1,0 +1,87 @@
+"""Prometheus metrics, in a registry owned by one app instance (nothing global)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from engine.record import DecisionRecord
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.decisions = Counter(
+            "switchboard_decisions",
+            "Decisions made",
+            ["category", "outcome", "policy_version", "channel"],
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "switchboard_confidence",
+            "Model probability of the final category",
+            ["category"],
+            buckets=[i / 10 for i in range(1, 11)],
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "switchboard_stage_seconds",
+            "Latency per stage",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_calls = Counter(
+            "switchboard_model_calls", "Model calls by verdict status", ["status"], registry=r
+        )
+        self.fallbacks = Counter(
+            "switchboard_fallbacks", "Decisions that used a fallback", ["kind"], registry=r
+        )
+        self.rules_fired = Counter(
+            "switchboard_rules_fired", "Rules fired (overrides included)", ["rule"], registry=r
+        )
+        self.reloads = Counter("switchboard_reloads", "Policy reloads", ["result"], registry=r)
+        self.in_flight = Gauge("switchboard_in_flight", "Requests being handled", registry=r)
+        self.model_queue = Gauge(
+            "switchboard_model_queue", "Requests waiting for a model slot", registry=r
+        )
+        self.shed = Counter("switchboard_shed", "Requests beyond capacity", ["action"], registry=r)
+        self.circuit_open = Gauge(
+            "switchboard_circuit_open", "1 while the model circuit is open", registry=r
+        )
+        self.rulesets_compiled = Gauge(
+            "switchboard_rulesets_compiled", "durable-rules rulesets compiled", registry=r
+        )
+        self.active_revision = Gauge(
+            "switchboard_policy_active",
+            "1 for the active policy revision",
+            ["policy", "version", "revision"],
+            registry=r,
+        )
+
+    def observe(self, record: DecisionRecord, store_seconds: float) -> None:
+        outcome = (
+            "degraded"
+            if record.degraded
+            else "review"
+            if record.requires_human_review
+            else "automatic"
+        )
+        self.decisions.labels(
+            record.category.value, outcome, record.policy.version, record.channel.value
+        ).inc()
+        if record.confidence is not None:
+            self.confidence.labels(record.category.value).observe(record.confidence)
+        t = record.timings
+        self.stage_seconds.labels("redaction").observe(t.redaction_ms / 1000)
+        self.stage_seconds.labels("llm").observe(t.llm_ms / 1000)
+        self.stage_seconds.labels("engine").observe(t.engine_ms / 1000)
+        self.stage_seconds.labels("store").observe(store_seconds)
+        self.stage_seconds.labels("total").observe(t.total_ms / 1000 + store_seconds)
+        self.model_calls.labels(record.llm.status.value).inc()
+        for step in record.decision_path:
+            if step.stage == "fallback":
+                self.fallbacks.labels(step.code).inc()
+        for rule in record.rules_fired:
+            self.rules_fired.labels(rule.id).inc()

@@ -1,0 +1,101 @@
+"""Errors as application/problem+json, mapped to HTTP in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import MessageRejectedError, PolicyError, PolicyNotFoundError
+from service.api import Problem
+
+MEDIA = "application/problem+json"
+
+
+class ProblemError(Exception):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        *,
+        problems: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail = status, title, detail
+        self.problems, self.headers = problems, headers
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str = "",
+    *,
+    problems: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if problems is not None:
+        body["problems"] = problems
+    return JSONResponse(body, status_code=status, media_type=MEDIA, headers=headers)
+
+
+def documented(codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for problem+json answers, by status code and description."""
+    return {
+        code: {"model": Problem, "content": {MEDIA: {}}, "description": description}
+        for code, description in codes.items()
+    }
+
+
+def _validation_detail(exc: RequestValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        out.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+    return out
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(
+            exc.status, exc.title, exc.detail, problems=exc.problems, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = _validation_detail(exc)
+        if any("JSON decode error" in p or "json_invalid" in p for p in problems):
+            return problem_response(
+                400, "Malformed JSON", "The body is not valid UTF-8 JSON.", problems=problems
+            )
+        return problem_response(422, "Invalid request", problems=problems)
+
+    @app.exception_handler(PolicyNotFoundError)
+    async def _unknown_policy(_: Request, exc: PolicyNotFoundError) -> JSONResponse:
+        return problem_response(404, "Unknown policy", str(exc))
+
+    @app.exception_handler(PolicyError)
+    async def _bad_policy(_: Request, exc: PolicyError) -> JSONResponse:
+        return problem_response(
+            422,
+            "Policy failed validation",
+            "The previous policy keeps serving.",
+            problems=[str(p) for p in exc.problems],
+        )
+
+    @app.exception_handler(MessageRejectedError)
+    async def _rejected(_: Request, exc: MessageRejectedError) -> JSONResponse:
+        return problem_response(422, "Message rejected", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else None
+        return problem_response(exc.status_code, str(exc.detail), headers=headers)

@@ -1,0 +1,69 @@
+"""Operations: reload, rollback, and what is loaded. Bearer token required."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from engine.errors import PolicyError
+from service.problems import ProblemError, documented
+from service.state import app_state, require_admin
+
+router = APIRouter(prefix="/admin", tags=["operations"], dependencies=[Depends(require_admin)])
+_AUTH = {401: "Missing or wrong bearer token", 404: "Admin routes are off (no token configured)"}
+
+
+def _describe(request: Request) -> dict[str, Any]:
+    state = app_state(request)
+    holder = state.holder
+    for engine in holder.active.engines.values() if holder.active else ():
+        state.metrics.active_revision.labels(
+            engine.loaded.id, engine.loaded.version, engine.loaded.revision
+        ).set(1)
+    state.metrics.rulesets_compiled.set(holder.rules_cache.compiled_count)
+    return {
+        "active": holder.active.describe() if holder.active else [],
+        "previous": holder.previous.describe() if holder.previous else [],
+        "last_reload_error": holder.status.last_error,
+        "reloads": holder.status.reloads,
+        "reload_failures": holder.status.failures,
+    }
+
+
+@router.get(
+    "/policies",
+    summary="Active and previous policy revisions, last reload error",
+    responses=documented(_AUTH),
+)
+async def policies(request: Request) -> dict[str, Any]:
+    return _describe(request)
+
+
+@router.post(
+    "/reload",
+    summary="Re-read, validate and atomically activate the policy directory",
+    responses=documented({**_AUTH, 422: "Policy invalid; the old one keeps serving"}),
+)
+async def reload(request: Request) -> dict[str, Any]:
+    state = app_state(request)
+    try:
+        await state.holder.reload()
+    except PolicyError:
+        state.metrics.reloads.labels("failed").inc()
+        raise
+    state.metrics.reloads.labels("ok").inc()
+    return _describe(request)
+
+
+@router.post(
+    "/rollback",
+    summary="Return to the previous revision",
+    responses=documented({**_AUTH, 409: "Nothing to roll back to"}),
+)
+async def rollback(request: Request) -> dict[str, Any]:
+    state = app_state(request)
+    if await state.holder.rollback() is None:
+        raise ProblemError(409, "Nothing to roll back to", "Only one revision has been active.")
+    state.metrics.reloads.labels("rollback").inc()
+    return _describe(request)

@@ -1,0 +1,43 @@
+"""Probes and metrics for the platform."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.problems import ProblemError, documented
+from service.state import app_state
+
+router = APIRouter(tags=["probes"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="A policy is active and the model answered its last probe",
+    responses=documented({503: "Not ready"}),
+)
+async def readyz(request: Request) -> dict[str, object]:
+    state = app_state(request)
+    active = state.holder.active
+    if active is None or not state.backend_ready:
+        raise ProblemError(
+            503,
+            "Not ready",
+            "no policy loaded" if active is None else "model backend did not answer its probe",
+            headers={"Retry-After": "5"},
+        )
+    return {"status": "ready", "policies": active.describe(), "backend": state.guard.name}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    state = app_state(request)
+    state.metrics.model_queue.set(state.guard.waiting)
+    state.metrics.circuit_open.set(1 if state.guard.breaker.state == "open" else 0)
+    state.metrics.rulesets_compiled.set(state.holder.rules_cache.compiled_count)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

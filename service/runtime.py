@@ -1,0 +1,140 @@
+"""The engines the service runs: built and validated off the request path, swapped atomically.
+
+A reload builds a complete new set of engines (one per policy) and only then replaces the
+reference; a request holds the set it started with, so in-flight requests finish on it. The
+previous set is kept for rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from engine.backends.base import LLMBackend
+from engine.engine import Engine, Pricing
+from engine.errors import PolicyError, PolicyNotFoundError
+from engine.policy.loader import load_catalog
+from engine.redaction import Redactor
+from engine.rules import RulesCache
+from engine.workflow import Integrations
+from service.settings import Settings
+
+RedactorFactory = Callable[[Any], Redactor]
+
+
+@dataclass(frozen=True)
+class EngineSet:
+    """Every policy's engine for one load of the policy directory."""
+
+    engines: dict[str, Engine]
+    default_id: str
+    loaded_at: str
+
+    def get(self, policy_id: str | None) -> Engine:
+        key = policy_id or self.default_id
+        if key not in self.engines:
+            raise PolicyNotFoundError(key, sorted(self.engines))
+        return self.engines[key]
+
+    def describe(self) -> list[dict[str, str]]:
+        return [
+            {
+                "id": e.loaded.id,
+                "version": e.loaded.version,
+                "revision": e.loaded.revision,
+                "loaded_at": self.loaded_at,
+            }
+            for e in self.engines.values()
+        ]
+
+
+@dataclass
+class ReloadStatus:
+    last_error: dict[str, Any] | None = None
+    reloads: int = 0
+    failures: int = 0
+    history: list[str] = field(default_factory=list)
+
+
+class EngineHolder:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: LLMBackend,
+        *,
+        integrations: Integrations,
+        redactor_factory: RedactorFactory | None,
+        rules_cache: RulesCache | None = None,
+    ) -> None:
+        self._settings = settings
+        self._backend = backend
+        self._integrations = integrations
+        self._redactor_factory = redactor_factory
+        self._redactors: dict[str, Redactor] = {}
+        self.rules_cache = rules_cache or RulesCache()
+        self._lock = asyncio.Lock()
+        self.active: EngineSet | None = None
+        self.previous: EngineSet | None = None
+        self.status = ReloadStatus()
+
+    def _redactor(self, redaction: Any) -> Redactor | None:
+        if self._redactor_factory is None:
+            return None
+        key = hashlib.sha256(redaction.model_dump_json().encode()).hexdigest()
+        if key not in self._redactors:
+            self._redactors[key] = self._redactor_factory(redaction)
+        return self._redactors[key]
+
+    def build(self) -> EngineSet:
+        """Load, validate and compile everything; raises ``PolicyError`` listing all problems."""
+        s = self._settings
+        catalog = load_catalog(s.policies, s.prompts_dir())
+        pricing = Pricing(s.usd_per_1k_prompt_tokens, s.usd_per_1k_output_tokens)
+        engines = {
+            pid: Engine.build(
+                loaded,
+                self._backend,
+                rules_cache=self.rules_cache,
+                integrations=self._integrations,
+                redactor=self._redactor(loaded.policy.redaction),
+                pricing=pricing,
+            )
+            for pid, loaded in catalog.items()
+        }
+        default = s.default_policy or next(iter(engines))
+        if default not in engines:
+            raise PolicyNotFoundError(default, sorted(engines))
+        return EngineSet(engines, default, datetime.now(timezone.utc).isoformat())
+
+    async def reload(self) -> EngineSet:
+        async with self._lock:
+            try:
+                fresh = await asyncio.to_thread(self.build)
+            except PolicyError as exc:
+                self.status.failures += 1
+                self.status.last_error = {
+                    "at": datetime.now(timezone.utc).isoformat(),
+                    "problems": [str(p) for p in exc.problems],
+                }
+                raise
+            if self.active is None or _revisions(fresh) != _revisions(self.active):
+                self.previous = self.active
+            self.active = fresh
+            self.status.reloads += 1
+            self.status.history.append(",".join(sorted(_revisions(fresh))))
+            return fresh
+
+    async def rollback(self) -> EngineSet | None:
+        async with self._lock:
+            if self.previous is None:
+                return None
+            self.active, self.previous = self.previous, self.active
+            return self.active
+
+
+def _revisions(engine_set: EngineSet) -> set[str]:
+    return {e.loaded.revision for e in engine_set.engines.values()}

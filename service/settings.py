@@ -1,0 +1,36 @@
+"""Service settings from ``SWITCHBOARD_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    policies: Path = Field(default=Path("policies"), description="Directory of policy dirs.")
+    prompts: Path | None = Field(default=None, description="Templates; default ../prompts.")
+    default_policy: str | None = Field(default=None, description="Policy when none is asked.")
+    backend: str = Field(default="embedded", description="embedded, ollama or fake.")
+    model_dir: Path | None = Field(default=None, description="Where the embedded GGUF lives.")
+    ollama_host: str = Field(default="http://127.0.0.1:11434")
+    ollama_model: str = Field(default="qwen2.5:7b-instruct")
+    fake_latency_ms: float = Field(default=0.0, ge=0)
+    audit_db: str = Field(default="switchboard-audit.db", description="SQLite path.")
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin.")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_message_chars: int = Field(default=20_000, ge=100)
+    model_concurrency: int = Field(default=1, ge=1, description="Model calls at once.")
+    model_queue: int = Field(default=8, ge=0, description="Requests waiting for the model.")
+    breaker_failures: int = Field(default=5, ge=1, description="Failures that open the circuit.")
+    breaker_cooldown_s: float = Field(default=10.0, gt=0)
+    probe_interval_s: float = Field(default=15.0, gt=0)
+    usd_per_1k_prompt_tokens: float = Field(default=0.0001, ge=0)
+    usd_per_1k_output_tokens: float = Field(default=0.0002, ge=0)
+    log_level: str = Field(default="INFO")
+
+    def prompts_dir(self) -> Path:
+        return self.prompts if self.prompts else self.policies.resolve().parent / "prompts"

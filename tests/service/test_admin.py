@@ -1,0 +1,80 @@
+"""Reload, rollback and auth over real HTTP: a bad policy never takes effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.backends.fake import Scripted
+from engine.categories import Category
+from tests.conftest import Editor
+from tests.service.conftest import Served, ServeFactory
+
+
+def _revision(served: Served) -> str:
+    body = served.client.get("/admin/policies", headers=served.admin()).json()
+    revision: str = body["active"][0]["revision"]
+    return revision
+
+
+def test_admin_needs_the_bearer_token(served: Served) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+        r = served.client.post("/admin/reload", headers=headers)
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_admin_routes_are_off_without_a_token(make_served: ServeFactory) -> None:
+    served = make_served(admin_token=None)
+    assert served.client.get("/admin/policies").status_code == 404
+
+
+def test_threshold_edit_takes_effect_on_reload_and_rolls_back(
+    served: Served, edit_policy: Editor
+) -> None:
+    message = {"message": "Where is my parcel?"}
+    served.backend.default = Scripted.label(Category.SERVICE_ACTION, 0.6)
+    before = _revision(served)
+    assert served.client.post("/classify", json=message).json()["requires_human_review"] is False
+
+    edit_policy("policy.yaml", lambda d: d["thresholds"].update(service_action=0.7))
+    r = served.client.post("/admin/reload", headers=served.admin())
+    assert r.status_code == 200, r.text
+    after = _revision(served)
+    assert after != before
+    decision = served.client.post("/classify", json=message).json()
+    assert decision["policy"]["revision"] == after
+    assert decision["requires_human_review"] is True
+
+    r = served.client.post("/admin/rollback", headers=served.admin())
+    assert r.status_code == 200
+    assert _revision(served) == before
+    decision = served.client.post("/classify", json=message).json()
+    assert decision["policy"]["revision"] == before
+    assert decision["requires_human_review"] is False
+
+
+def test_broken_policy_is_refused_and_old_one_keeps_serving(
+    served: Served, policy_copy: Path
+) -> None:
+    before = _revision(served)
+    (policy_copy / "policy.yaml").write_text(
+        (policy_copy / "policy.yaml")
+        .read_text("utf-8")
+        .replace("informational: 0.55", "informational: 1.55"),
+        "utf-8",
+    )
+    r = served.client.post("/admin/reload", headers=served.admin())
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    assert any("thresholds.informational" in p for p in r.json()["problems"])
+    status = served.client.get("/admin/policies", headers=served.admin()).json()
+    assert status["active"][0]["revision"] == before
+    assert status["last_reload_error"]["problems"]
+    ok = served.client.post("/classify", json={"message": "hello"})
+    assert ok.status_code == 200
+    assert ok.json()["policy"]["revision"] == before
+
+
+def test_rollback_without_history_is_409(served: Served) -> None:
+    assert served.client.post("/admin/rollback", headers=served.admin()).status_code == 409
