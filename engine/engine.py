@@ -7,6 +7,7 @@ fail-closed to safety where it matters); only an unacceptable message raises.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ from engine.rules import CompiledRules, RulesCache
 from engine.workflow import Integrations, LoggingIntegrations, WorkflowContext, run_workflow
 
 WITHHELD = "[message withheld: redaction failed]"
+OFFLOAD_CHARS = 300
 
 
 def utc_now() -> datetime:
@@ -158,7 +160,11 @@ class Engine:
     async def decide(
         self, request: DecisionRequest, *, model_allowed: bool = True, skip_reason: str = ""
     ) -> DecisionRecord:
-        prepared = self.prepare(request)
+        if self.redactor is not None and len(request.message) > OFFLOAD_CHARS:
+            # Redacting a long message full of PII takes tens of ms: keep the event loop free.
+            prepared = await asyncio.to_thread(self.prepare, request)
+        else:
+            prepared = self.prepare(request)
         if prepared.redaction == "failed":
             verdict = LabelVerdict.failed(VerdictStatus.SKIPPED, "redaction failed: not sent")
         elif not model_allowed:

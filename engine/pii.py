@@ -52,7 +52,7 @@ _LANGUAGE_SKIP_LOG = "Recognizer not added to registry because language is not s
 
 
 class RedactionConfigError(SwitchboardError):
-    """A policy's redaction section names entities no offline recognizer can find, or a bad regex."""
+    """The redaction section names an entity no offline recognizer finds, or has a bad regex."""
 
 
 class _BlankSpacyNlpEngine(SpacyNlpEngine):
@@ -115,8 +115,9 @@ def _predefined_recognizers(
         if isinstance(recognizer, SpacyRecognizer):
             continue  # reads NER entities, which a blank pipeline never produces
         if isinstance(recognizer, EmailRecognizer):
-            recognizer = _OfflineEmailRecognizer(extractor, context=recognizer.context)
-        recognizers.append(recognizer)
+            recognizers.append(_OfflineEmailRecognizer(extractor, context=recognizer.context))
+        else:
+            recognizers.append(recognizer)
     return recognizers
 
 

@@ -35,12 +35,12 @@ class LoggingIntegrations:
         self._log = logger or logging.getLogger("switchboard.integrations")
 
     def queue_for_review(self, queue: str, payload: Mapping[str, Any]) -> None:
-        self._log.info(json.dumps({"event": "queued_for_review", "queue": queue, **payload}))
+        fields = {"event": "queued_for_review", "queue": queue, **payload}
+        self._log.info(json.dumps(fields), extra={"fields": fields})
 
     def dispatch(self, integration: str, step: str, payload: Mapping[str, Any]) -> None:
-        self._log.info(
-            json.dumps({"event": "dispatched", "integration": integration, "step": step, **payload})
-        )
+        fields = {"event": "dispatched", "integration": integration, "step": step, **payload}
+        self._log.info(json.dumps(fields), extra={"fields": fields})
 
 
 class RecordingIntegrations:

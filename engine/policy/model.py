@@ -117,21 +117,23 @@ class Condition(_Strict):
     """When a rule fires. Every predicate given must hold; ``any`` adds alternatives."""
 
     keywords_any: list[Identifier] | None = Field(
-        default=None, description="At least one of these keyword groups matched."
+        default=None, min_length=1, description="At least one of these keyword groups matched."
     )
     keywords_all: list[Identifier] | None = Field(
-        default=None, description="Every one of these keyword groups matched."
+        default=None, min_length=1, description="Every one of these keyword groups matched."
     )
     keywords_none: list[Identifier] | None = Field(
-        default=None, description="None of these keyword groups matched."
+        default=None, min_length=1, description="None of these keyword groups matched."
     )
     llm_category: list[Category] | None = Field(
-        default=None, description="The model's top label is one of these."
+        default=None, min_length=1, description="The model's top label is one of these."
     )
     llm_status: list[VerdictStatus] | None = Field(
-        default=None, description="The model call ended with one of these statuses."
+        default=None, min_length=1, description="The model call ended with one of these statuses."
     )
-    channel: list[Channel] | None = Field(default=None, description="The message's channel.")
+    channel: list[Channel] | None = Field(
+        default=None, min_length=1, description="The message's channel."
+    )
     confidence_below: Probability | None = Field(
         default=None, description="The model's confidence in its top label is below this."
     )
@@ -139,10 +141,15 @@ class Condition(_Strict):
         default=None, description="The model's confidence in its top label is at least this."
     )
     probability_at_least: dict[Category, Probability] | None = Field(
-        default=None, description="The model's probability of each named category is at least."
+        default=None,
+        min_length=1,
+        description="The model's probability of each named category is at least.",
     )
     any: list[Condition] | None = Field(
-        default=None, max_length=16, description="At least one of these sub-conditions holds."
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="At least one of these sub-conditions holds.",
     )
 
 

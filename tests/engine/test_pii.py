@@ -1,4 +1,4 @@
-"""Presidio redaction: placeholders, custom patterns, config errors, fail closed, threads, offline."""
+"""Presidio redaction: placeholders, custom patterns, config errors, failures, threads, offline."""
 
 from __future__ import annotations
 

@@ -42,6 +42,16 @@ def rule(rule_id: str, priority: int = 100, **when: Any) -> Rule:
     )
 
 
+def unvalidated_rule(rule_id: str, **when: Any) -> Rule:
+    """A rule whose condition skipped pydantic validation: the wrapper must still refuse it."""
+    return Rule(
+        id=rule_id,
+        reason="a rule written for the tests",
+        when=Condition.model_construct(**when),
+        then=RuleAction(),
+    )
+
+
 def facts(
     *,
     channel: Channel = Channel.CHAT,
@@ -165,9 +175,9 @@ def test_rule_matching_through_several_branches_fires_once() -> None:
         ([rule("empty")], "rule 'empty': the condition has no predicates"),
         ([rule("nested", any=[{}])], "rule 'nested'.any[0]: the condition has no predicates"),
         ([rule("unknown", keywords_any=["nope"])], "keyword group 'nope' in 'keywords_any'"),
-        ([rule("blank", keywords_all=[])], "rule 'blank': 'keywords_all' is empty"),
-        ([rule("blank", probability_at_least={})], "'probability_at_least' is empty"),
-        ([rule("blank", any=[])], "rule 'blank': 'any' is empty"),
+        ([unvalidated_rule("blank", keywords_all=[])], "rule 'blank': 'keywords_all' is empty"),
+        ([unvalidated_rule("blank", probability_at_least={})], "'probability_at_least' is empty"),
+        ([unvalidated_rule("blank", any=[])], "rule 'blank': 'any' is empty"),
         ([rule(f"r{i}", channel=[Channel.CHAT]) for i in range(501)], "at most 500"),
         ([rule(f"r{i}", channel=[Channel.CHAT]) for i in range(201)], "share one condition"),
         (
@@ -179,6 +189,18 @@ def test_rule_matching_through_several_branches_fires_once() -> None:
 def test_compile_refuses(rules: list[Rule], message: str) -> None:
     with pytest.raises(RulesEngineError, match=re.escape(message)):
         CompiledRules.compile(rules, GROUPS, revision="bad")
+
+
+def test_engine_refusal_at_compile_is_a_rules_engine_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(name: str, definition: str) -> int:
+        raise durable_rules_engine.error("Could not create ruleset, error code: 113")
+
+    monkeypatch.setattr(durable_rules_engine, "create_ruleset", refuse)
+    with pytest.raises(RulesEngineError, match=r"rejected revision 'r1'.*113") as caught:
+        CompiledRules.compile([rule("kw", keywords_any=["fraud"])], GROUPS, revision="r1")
+    assert isinstance(caught.value.__cause__, durable_rules_engine.error)
 
 
 def test_bad_or_colliding_keyword_group_names_are_refused() -> None:
