@@ -92,6 +92,7 @@ async def _classify_async(args: argparse.Namespace) -> int:
             rules_cache=RulesCache(),
             integrations=RecordingIntegrations(),
         )
+        await engine.warm_up()
         record = await engine.decide(
             DecisionRequest(message=args.message, channel=Channel(args.channel))
         )

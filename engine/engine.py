@@ -127,6 +127,11 @@ class Engine:
     def deadline_s(self) -> float:
         return self.policy.fallbacks.model_deadline_ms / 1000
 
+    async def warm_up(self, deadline_s: float = 180.0) -> LabelVerdict:
+        """Process the static prompt prefix once so later decisions only pay for the message."""
+        prompt = self.prompts.render("Hello.", Channel.CHAT)
+        return await self.backend.score(prompt, self.prompts.choices, deadline_s=deadline_s)
+
     def prepare(self, request: DecisionRequest) -> Prepared:
         started = time.perf_counter()
         if not request.message or not request.message.strip():

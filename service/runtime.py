@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from engine.workflow import Integrations
 from service.settings import Settings
 
 RedactorFactory = Callable[[Any], Redactor]
+log = logging.getLogger("switchboard.runtime")
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,20 @@ class EngineHolder:
                     "problems": [str(p) for p in exc.problems],
                 }
                 raise
+            for engine in fresh.engines.values():
+                # Cache the new prompt prefix before traffic arrives (cheap if unchanged).
+                verdict = await engine.warm_up()
+                log.info(
+                    "warm-up",
+                    extra={
+                        "fields": {
+                            "event": "warm_up",
+                            "policy": engine.loaded.id,
+                            "status": verdict.status.value,
+                            "ms": round(verdict.latency_ms, 1),
+                        }
+                    },
+                )
             if self.active is None or _revisions(fresh) != _revisions(self.active):
                 self.previous = self.active
             self.active = fresh
