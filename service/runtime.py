@@ -123,7 +123,7 @@ class EngineHolder:
                     "problems": [str(p) for p in exc.problems],
                 }
                 raise
-            for engine in fresh.engines.values():
+            for engine in fresh.engines.values() if self._settings.warm_up else ():
                 # Cache the new prompt prefix before traffic arrives (cheap if unchanged).
                 verdict = await engine.warm_up()
                 log.info(

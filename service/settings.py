@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=5, ge=1, description="Failures that open the circuit.")
     breaker_cooldown_s: float = Field(default=10.0, gt=0)
     probe_interval_s: float = Field(default=15.0, gt=0)
+    warm_up: bool = Field(default=True, description="Cache the prompt prefix at each reload.")
     usd_per_1k_prompt_tokens: float = Field(default=0.0001, ge=0)
     usd_per_1k_output_tokens: float = Field(default=0.0002, ge=0)
     log_level: str = Field(default="INFO")

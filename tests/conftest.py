@@ -11,9 +11,14 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+# The live default policy, which compliance tunes: tests of its quality and validity use it.
 POLICIES = REPO / "policies"
-PROMPTS = REPO / "prompts"
-DEFAULT_POLICY = POLICIES / "contact-center"
+LIVE_PROMPTS = REPO / "prompts"
+LIVE_POLICY = POLICIES / "contact-center"
+# A frozen copy: tests of engine and service behaviour pin themselves to it.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PROMPTS = FIXTURES / "prompts"
+DEFAULT_POLICY = FIXTURES / "policies" / "contact-center"
 
 
 @pytest.fixture

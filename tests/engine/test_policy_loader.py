@@ -10,7 +10,7 @@ import pytest
 
 from engine.errors import PolicyError
 from engine.policy.loader import SCHEMA_FILE, load_catalog, load_policy, schema_text
-from tests.conftest import DEFAULT_POLICY, POLICIES, PROMPTS, Editor
+from tests.conftest import DEFAULT_POLICY, LIVE_POLICY, LIVE_PROMPTS, POLICIES, PROMPTS, Editor
 
 
 def _problems(policy_dir: Path) -> list[str]:
@@ -20,15 +20,19 @@ def _problems(policy_dir: Path) -> list[str]:
 
 
 def test_default_policy_loads_with_a_stable_revision() -> None:
-    first = load_policy(DEFAULT_POLICY, PROMPTS)
-    second = load_policy(DEFAULT_POLICY, PROMPTS)
+    first = load_policy(LIVE_POLICY, LIVE_PROMPTS)
+    second = load_policy(LIVE_POLICY, LIVE_PROMPTS)
     assert first.id == "contact-center"
     assert len(first.revision) == 16
     assert first.revision == second.revision
 
 
+def test_frozen_fixture_policy_is_valid() -> None:
+    assert load_policy(DEFAULT_POLICY, PROMPTS).id == "contact-center"
+
+
 def test_catalog_loads_every_policy() -> None:
-    catalog = load_catalog(POLICIES, PROMPTS)
+    catalog = load_catalog(POLICIES, LIVE_PROMPTS)
     assert "contact-center" in catalog
 
 

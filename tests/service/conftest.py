@@ -79,6 +79,7 @@ def make_served(policy_copy: Path, tmp_path: Path) -> Iterator[ServeFactory]:
             "audit_db": str(tmp_path / "audit.db"),
             "admin_token": TOKEN,
             "backend": "fake",
+            "warm_up": False,  # the scripted backend has no prefix to cache
             **overrides,
         }
         settings = Settings(**values)
