@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from engine.policy.model import KeywordGroup
 
@@ -19,17 +20,34 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
+_WORD = re.compile(r"\w+")
+_SINGLE_WORD = re.compile(r"^\w+$")
+_FIRST_WORD = re.compile(r"^(\w+)(?=\W)")  # a phrase's first whole word, as _WORD splits it
+
+
+@dataclass(frozen=True)
+class _CompiledGroup:
+    words: frozenset[str]  # whole single words
+    stems: tuple[str, ...]  # single-word prefixes ("reaction*")
+    phrases: Mapping[str, re.Pattern[str]]  # multi-word phrases, by their first word
+    always: re.Pattern[str] | None  # regexes, and phrases that do not start with a word
+
+    def search(self, folded: str, words: set[str]) -> bool:
+        if not self.words.isdisjoint(words):
+            return True
+        if self.stems and any(w.startswith(self.stems) for w in words):
+            return True
+        for first in words.intersection(self.phrases):
+            if self.phrases[first].search(folded):
+                return True
+        return self.always is not None and self.always.search(folded) is not None
+
+
 class KeywordMatcher:
-    """One compiled alternation per group; built once per policy revision."""
+    """Compiled once per policy revision: single words by set lookup, the rest by one regex."""
 
     def __init__(self, groups: Mapping[str, KeywordGroup]) -> None:
-        self._groups: dict[str, re.Pattern[str] | None] = {}
-        for name, group in groups.items():
-            parts = [
-                _keyword_pattern(k) for k in sorted(set(group.keywords), key=len, reverse=True)
-            ]
-            parts += [f"(?:{p})" for p in group.patterns]
-            self._groups[name] = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+        self._groups = {name: _compile(group) for name, group in groups.items()}
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -37,10 +55,30 @@ class KeywordMatcher:
 
     def match(self, text: str) -> dict[str, bool]:
         folded = fold(text)
-        return {
-            name: bool(pattern is not None and pattern.search(folded))
-            for name, pattern in self._groups.items()
-        }
+        words = set(_WORD.findall(folded))
+        return {name: group.search(folded, words) for name, group in self._groups.items()}
+
+
+def _compile(group: KeywordGroup) -> _CompiledGroup:
+    words: set[str] = set()
+    stems: set[str] = set()
+    by_first: dict[str, list[str]] = {}
+    always: list[str] = []
+    for keyword in sorted(set(group.keywords), key=len, reverse=True):
+        body = fold(keyword.rstrip("*")).strip()
+        if _SINGLE_WORD.match(body):
+            (stems if keyword.endswith("*") else words).add(body)
+            continue
+        first = _FIRST_WORD.match(body)
+        target = by_first.setdefault(first.group(1), []) if first else always
+        target.append(_keyword_pattern(keyword))
+    always += [f"(?:{p})" for p in group.patterns]
+    return _CompiledGroup(
+        frozenset(words),
+        tuple(sorted(stems)),
+        {w: re.compile("|".join(ps), re.IGNORECASE) for w, ps in by_first.items()},
+        re.compile("|".join(always), re.IGNORECASE) if always else None,
+    )
 
 
 def _keyword_pattern(keyword: str) -> str:
