@@ -1,6 +1,6 @@
-"""The ``switchboard`` command: check policies, classify, write the schema, install the model.
+"""The ``switchboard`` command: check policies, classify, diff, write the schema, install the model.
 
-Other packages add subcommands (``serve``, ``eval``, ``diff``) through the ``switchboard.commands``
+Other packages add subcommands (``serve``, ``eval``) through the ``switchboard.commands``
 entry-point group, so the engine never imports the service.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from engine import policy_diff
 from engine.backends.registry import BACKENDS, BackendSettings, build_backend
 from engine.categories import Channel
 from engine.engine import DecisionRequest, Engine
@@ -94,7 +95,8 @@ async def _classify_async(args: argparse.Namespace) -> int:
         )
         await engine.warm_up()
         record = await engine.decide(
-            DecisionRequest(message=args.message, channel=Channel(args.channel))
+            DecisionRequest(message=args.message, channel=Channel(args.channel)),
+            deadline_s=args.deadline_ms / 1000 if args.deadline_ms else None,
         )
     finally:
         await backend.aclose()
@@ -139,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classify.add_argument("--policies", default=str(default_policies_dir()))
     classify.add_argument("--explain", action="store_true", help="also print the path to stderr")
+    classify.add_argument(
+        "--deadline-ms", type=int, help="model deadline (default: the policy's fallbacks)"
+    )
     classify.set_defaults(handler=_classify)
+
+    policy_diff.register(sub)
 
     model = sub.add_parser("model", help="assemble and verify the embedded model file")
     model.add_argument("action", choices=["install"])

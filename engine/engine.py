@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from engine.backends.base import LabelVerdict, LLMBackend
+from engine.calibration import calibrate
 from engine.categories import Category, Channel, VerdictStatus
 from engine.channels import normalise
 from engine.combine import VerdictView, combine
@@ -163,8 +164,14 @@ class Engine:
         )
 
     async def decide(
-        self, request: DecisionRequest, *, model_allowed: bool = True, skip_reason: str = ""
+        self,
+        request: DecisionRequest,
+        *,
+        model_allowed: bool = True,
+        skip_reason: str = "",
+        deadline_s: float | None = None,
     ) -> DecisionRecord:
+        """Decide one message; ``deadline_s`` overrides the policy's model deadline (offline)."""
         if self.redactor is not None and len(request.message) > OFFLOAD_CHARS:
             # Redacting a long message full of PII takes tens of ms: keep the event loop free.
             prepared = await asyncio.to_thread(self.prepare, request)
@@ -177,21 +184,24 @@ class Engine:
         else:
             prompt = self.prompts.render(prepared.redacted, request.channel)
             verdict = await self.backend.score(
-                prompt, self.prompts.choices, deadline_s=self.deadline_s
+                prompt, self.prompts.choices, deadline_s=deadline_s or self.deadline_s
             )
         return self.conclude(prepared, verdict)
 
     def conclude(self, prepared: Prepared, verdict: LabelVerdict) -> DecisionRecord:
         """Rules, combine, workflow and record for a verdict (live, or recorded for replay)."""
         request = prepared.request
-        view = VerdictView(verdict.status, dict(verdict.probabilities), verdict.error)
+        # Rules and thresholds read the calibrated probabilities; the record keeps both.
+        calibration = self.policy.calibration
+        probabilities = calibrate(verdict.probabilities, calibration)
+        view = VerdictView(verdict.status, probabilities, verdict.error)
         label = view.label
         facts = DecisionFacts(
             channel=request.channel,
             llm_status=verdict.status,
             llm_category=label,
-            confidence=verdict.probabilities[label] if label else 0.0,
-            probabilities=verdict.probabilities if label else {},
+            confidence=probabilities[label] if label else 0.0,
+            probabilities=probabilities if label else {},
             keywords=prepared.keywords,
         )
         rules_error: str | None = None
@@ -244,6 +254,7 @@ class Engine:
                 label=label,
                 confidence=verdict.probabilities[label] if label else None,
                 probabilities=dict(verdict.probabilities),
+                calibrated=probabilities if calibration is not None and label else None,
                 method=verdict.method,
                 raw_output=verdict.raw_output[:200],
                 error=verdict.error,
@@ -251,7 +262,7 @@ class Engine:
             keywords_matched=list(matched),
             rules_fired=[FiredRule(id=r.id, reason=r.reason) for r in fired],
             category=outcome.category,
-            confidence=_confidence(verdict, outcome.category),
+            confidence=_confidence(verdict.status, probabilities, outcome.category),
             requires_human_review=outcome.requires_human_review,
             degraded=outcome.degraded,
             decision_path=list(outcome.path),
@@ -272,7 +283,9 @@ class Engine:
         )
 
 
-def _confidence(verdict: LabelVerdict, category: Category) -> float | None:
-    if verdict.status is not VerdictStatus.OK or not verdict.probabilities:
+def _confidence(
+    status: VerdictStatus, probabilities: Mapping[Category, float], category: Category
+) -> float | None:
+    if status is not VerdictStatus.OK or not probabilities:
         return None
-    return round(float(verdict.probabilities.get(category, 0.0)), 6)
+    return round(float(probabilities.get(category, 0.0)), 6)
