@@ -15,13 +15,7 @@ _AUTH = {401: "Missing or wrong bearer token", 404: "Admin routes are off (no to
 
 
 def _describe(request: Request) -> dict[str, Any]:
-    state = app_state(request)
-    holder = state.holder
-    for engine in holder.active.engines.values() if holder.active else ():
-        state.metrics.active_revision.labels(
-            engine.loaded.id, engine.loaded.version, engine.loaded.revision
-        ).set(1)
-    state.metrics.rulesets_compiled.set(holder.rules_cache.compiled_count)
+    holder = app_state(request).holder
     return {
         "active": holder.active.describe() if holder.active else [],
         "previous": holder.previous.describe() if holder.previous else [],

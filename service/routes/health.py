@@ -40,4 +40,8 @@ async def metrics(request: Request) -> Response:
     state.metrics.model_queue.set(state.guard.waiting)
     state.metrics.circuit_open.set(1 if state.guard.breaker.state == "open" else 0)
     state.metrics.rulesets_compiled.set(state.holder.rules_cache.compiled_count)
+    state.metrics.active_revision.clear()
+    for engine in state.holder.active.engines.values() if state.holder.active else ():
+        loaded = engine.loaded
+        state.metrics.active_revision.labels(loaded.id, loaded.version, loaded.revision).set(1)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

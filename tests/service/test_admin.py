@@ -78,3 +78,14 @@ def test_broken_policy_is_refused_and_old_one_keeps_serving(
 
 def test_rollback_without_history_is_409(served: Served) -> None:
     assert served.client.post("/admin/rollback", headers=served.admin()).status_code == 409
+
+
+def test_metrics_name_only_the_active_revision(served: Served, edit_policy: Editor) -> None:
+    before = _revision(served)
+    edit_policy("policy.yaml", lambda d: d["thresholds"].update(service_action=0.7))
+    assert served.client.post("/admin/reload", headers=served.admin()).status_code == 200
+    after = _revision(served)
+    metrics = served.client.get("/metrics").text
+    assert f'revision="{after}"' in metrics
+    assert f'revision="{before}"' not in metrics
+    assert 'switchboard_reloads_total{result="ok"} 1.0' in metrics
