@@ -46,12 +46,17 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=MEDIA, headers=headers)
 
 
-def documented(codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for problem+json answers, by status code and description."""
-    return {
+def documented(
+    codes: dict[int, str], *, example: Any = None, status: int = 200
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses``: problem+json answers by code, plus an example of success."""
+    out: dict[int | str, dict[str, Any]] = {
         code: {"model": Problem, "content": {MEDIA: {}}, "description": description}
         for code, description in codes.items()
     }
+    if example is not None:
+        out[status] = {"content": {"application/json": {"example": example}}}
+    return out
 
 
 def _validation_detail(exc: RequestValidationError) -> list[str]:

@@ -12,6 +12,19 @@ from service.state import app_state, require_admin
 
 router = APIRouter(prefix="/admin", tags=["operations"], dependencies=[Depends(require_admin)])
 _AUTH = {401: "Missing or wrong bearer token", 404: "Admin routes are off (no token configured)"}
+_REV = {
+    "id": "contact-center",
+    "version": "1.0.1",
+    "revision": "9c1e4f0a2b3d4e5f",
+    "loaded_at": "2026-11-23T12:00:00+00:00",
+}
+_STATUS = {
+    "active": [_REV],
+    "previous": [{**_REV, "version": "1.0.0", "revision": "ae813cfa9d05837d"}],
+    "last_reload_error": None,
+    "reloads": 2,
+    "reload_failures": 0,
+}
 
 
 def _describe(request: Request) -> dict[str, Any]:
@@ -28,7 +41,7 @@ def _describe(request: Request) -> dict[str, Any]:
 @router.get(
     "/policies",
     summary="Active and previous policy revisions, last reload error",
-    responses=documented(_AUTH),
+    responses=documented(_AUTH, example=_STATUS),
 )
 async def policies(request: Request) -> dict[str, Any]:
     return _describe(request)
@@ -37,7 +50,9 @@ async def policies(request: Request) -> dict[str, Any]:
 @router.post(
     "/reload",
     summary="Re-read, validate and atomically activate the policy directory",
-    responses=documented({**_AUTH, 422: "Policy invalid; the old one keeps serving"}),
+    responses=documented(
+        {**_AUTH, 422: "Policy invalid; the old one keeps serving"}, example=_STATUS
+    ),
 )
 async def reload(request: Request) -> dict[str, Any]:
     state = app_state(request)
@@ -53,7 +68,7 @@ async def reload(request: Request) -> dict[str, Any]:
 @router.post(
     "/rollback",
     summary="Return to the previous revision",
-    responses=documented({**_AUTH, 409: "Nothing to roll back to"}),
+    responses=documented({**_AUTH, 409: "Nothing to roll back to"}, example=_STATUS),
 )
 async def rollback(request: Request) -> dict[str, Any]:
     state = app_state(request)

@@ -11,7 +11,9 @@ from service.state import app_state
 router = APIRouter(tags=["probes"])
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get(
+    "/healthz", summary="The process is alive", responses=documented({}, example={"status": "ok"})
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -19,7 +21,21 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="A policy is active and the model answered its last probe",
-    responses=documented({503: "Not ready"}),
+    responses=documented(
+        {503: "Not ready"},
+        example={
+            "status": "ready",
+            "backend": "embedded",
+            "policies": [
+                {
+                    "id": "contact-center",
+                    "version": "1.0.0",
+                    "revision": "ae813cfa9d05837d",
+                    "loaded_at": "2026-11-23T12:00:00+00:00",
+                }
+            ],
+        },
+    ),
 )
 async def readyz(request: Request) -> dict[str, object]:
     state = app_state(request)
@@ -34,7 +50,22 @@ async def readyz(request: Request) -> dict[str, object]:
     return {"status": "ready", "policies": active.describe(), "backend": state.guard.name}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                CONTENT_TYPE_LATEST: {
+                    "example": "switchboard_decisions_total{"
+                    'category="safety_compliance",outcome="review",'
+                    'policy_version="1.0.0",channel="chat"} 12.0\n'
+                }
+            }
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     state = app_state(request)
     state.metrics.model_queue.set(state.guard.waiting)

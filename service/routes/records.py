@@ -16,13 +16,37 @@ from service.state import app_state
 from service.store import ReviewOutcome, now_iso
 
 router = APIRouter(tags=["audit and review"])
-_NOT_FOUND = documented({404: "No such decision"})
+_PENDING = {
+    "decision_id": "3f1c0a9e5b2d4c8f9a7e6d5c4b3a2910",
+    "created_at": "2026-11-23T12:00:00+00:00",
+    "category": "safety_compliance",
+    "policy_revision": "ae813cfa9d05837d",
+    "queue": "pharmacovigilance",
+}
+_REVIEW = {
+    "decision_id": _PENDING["decision_id"],
+    "category": "safety_compliance",
+    "note": "Confirmed adverse reaction; report filed.",
+    "reviewer": "pv-specialist-7",
+    "created_at": "2026-11-23T13:10:00+00:00",
+}
+_RECORD = {
+    "record": {
+        "decision_id": _PENDING["decision_id"],
+        "category": "safety_compliance",
+        "input_redacted": "I got a rash after the pills, call me on <PHONE_NUMBER>",
+        "requires_human_review": True,
+        "policy": {"id": "contact-center", "version": "1.0.0", "revision": "ae813cfa9d05837d"},
+        "...": "...",
+    },
+    "reviews": [_REVIEW],
+}
 
 
 @router.get(
     "/decisions/{decision_id}",
     summary="The stored (redacted) decision record",
-    responses=_NOT_FOUND,
+    responses=documented({404: "No such decision"}, example=_RECORD),
 )
 async def get_decision(decision_id: str, request: Request) -> dict[str, Any]:
     store = app_state(request).store
@@ -33,7 +57,11 @@ async def get_decision(decision_id: str, request: Request) -> dict[str, Any]:
     return {"record": record, "reviews": [asdict(r) for r in reviews]}
 
 
-@router.get("/reviews", summary="Decisions awaiting human review, oldest first")
+@router.get(
+    "/reviews",
+    summary="Decisions awaiting human review, oldest first",
+    responses=documented({}, example={"pending": [_PENDING]}),
+)
 async def pending(
     request: Request, limit: int = Query(default=100, ge=1, le=1000)
 ) -> dict[str, Any]:
@@ -45,7 +73,7 @@ async def pending(
     "/reviews/{decision_id}",
     status_code=201,
     summary="Record a reviewer's outcome",
-    responses=_NOT_FOUND,
+    responses=documented({404: "No such decision"}, example=_REVIEW, status=201),
 )
 async def review(decision_id: str, body: ReviewRequest, request: Request) -> dict[str, Any]:
     store = app_state(request).store
@@ -66,6 +94,17 @@ async def review(decision_id: str, body: ReviewRequest, request: Request) -> dic
     "/reviews/export",
     summary="Reviewed decisions as labelled CSV (text,label) for evaluation",
     response_class=PlainTextResponse,
+    responses={
+        200: {
+            "content": {
+                "text/plain": {
+                    "example": "id,text,label,source\n"
+                    "3f1c…,I got a rash after the pills,"
+                    "safety_compliance,review\n"
+                }
+            }
+        }
+    },
 )
 async def export(request: Request, limit: int = Query(default=10_000, ge=1, le=100_000)) -> str:
     rows = await app_state(request).store.labelled(limit)

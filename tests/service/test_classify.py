@@ -111,3 +111,13 @@ def test_openapi_has_examples_for_classify(served: Served) -> None:
     assert schemas["ClassifyRequest"]["examples"]
     assert schemas["ClassifyResponse"]["examples"]
     assert "/admin/reload" in spec["paths"]
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            ok = operation["responses"].get("200") or operation["responses"].get("201")
+            content = next(iter(ok["content"].values()))
+            has_example = (
+                "example" in content
+                or "examples" in content
+                or ("$ref" in content.get("schema", {}))
+            )
+            assert has_example, f"{method.upper()} {path} has no example"
