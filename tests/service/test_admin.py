@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 from engine.backends.fake import Scripted
 from engine.categories import Category
@@ -89,3 +91,33 @@ def test_metrics_name_only_the_active_revision(served: Served, edit_policy: Edit
     assert f'revision="{after}"' in metrics
     assert f'revision="{before}"' not in metrics
     assert 'switchboard_reloads_total{result="ok"} 1.0' in metrics
+
+
+def test_in_flight_request_finishes_on_the_revision_it_started_with(
+    make_served: ServeFactory, edit_policy: Editor
+) -> None:
+    import threading
+
+    from engine.backends.fake import FakeBackend
+
+    backend = FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9), latency_s=1.0)
+    served = make_served(backend)
+    before = _revision(served)
+    result: dict[str, Any] = {}
+
+    def slow_request() -> None:
+        result.update(served.client.post("/classify", json={"message": "where is it"}).json())
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.3)  # the request is now waiting on the model
+    edit_policy("policy.yaml", lambda d: d["thresholds"].update(service_action=0.95))
+    assert served.client.post("/admin/reload", headers=served.admin()).status_code == 200
+    after = _revision(served)
+    thread.join(10)
+    assert after != before
+    assert result["policy"]["revision"] == before
+    assert result["requires_human_review"] is False  # decided under the old 0.55 threshold
+    fresh = served.client.post("/classify", json={"message": "where is it"}).json()
+    assert fresh["policy"]["revision"] == after
+    assert fresh["requires_human_review"] is True
