@@ -8,7 +8,7 @@ STAMP := $(VENV)/.switchboard-installed
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint typecheck pytest check bench clean
+.PHONY: install run test lint typecheck pytest check bench precommit policy-diff image clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12), "Python 3.10-3.12 needed"'
@@ -42,6 +42,22 @@ test: lint typecheck check pytest
 
 bench: install
 	$(BIN)/python -m eval.bench $(BENCH_ARGS)
+
+# Every pre-commit hook on every tracked file (the hooks run tools from .venv: no downloads).
+precommit: install
+	$(BIN)/pre-commit run --all-files --show-diff-on-failure
+
+# What a policy change does to decisions: `make policy-diff BASE=origin/main DIFF_ARGS="--data f.csv"`.
+BASE ?= origin/main
+policy-diff: install
+	$(BIN)/switchboard diff --base $(BASE) $(DIFF_ARGS)
+
+# The container image (needs Docker); WITH_EMBEDDED_MODEL=false leaves the model out (Ollama).
+WITH_EMBEDDED_MODEL ?= true
+DEFAULT_BACKEND ?= $(if $(filter false,$(WITH_EMBEDDED_MODEL)),ollama,embedded)
+image:
+	docker build --build-arg WITH_EMBEDDED_MODEL=$(WITH_EMBEDDED_MODEL) \
+		--build-arg DEFAULT_BACKEND=$(DEFAULT_BACKEND) -t switchboard:dev .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

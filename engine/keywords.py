@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 from engine.policy.model import KeywordGroup
 
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\uff07": "'"})
+
 
 def fold(text: str) -> str:
-    """Casefold and normalise so full-width, upper- and lower-case letters compare equal."""
-    return unicodedata.normalize("NFKC", text).casefold()
+    """Casefold and normalise: full-width, upper/lower case and typographic apostrophes."""
+    return unicodedata.normalize("NFKC", text).casefold().translate(_QUOTES)
 
 
 _WORD = re.compile(r"\w+")

@@ -23,6 +23,7 @@ def _matcher(*keywords: str, patterns: tuple[str, ...] = ()) -> KeywordMatcher:
         (("reaction*",), "several reactions", True),
         (("side effect*",), "SIDE   EFFECTS after the dose", True),
         (("can't breathe",), "I can't breathe well", True),
+        (("can't breathe",), "I can\u2019t breathe well", True),  # phone keyboards' apostrophe
         (("überdosis",), "ÜBERDOSIS genommen", True),
         (("nause*",), "feeling nauseous", True),
         (("ill",), "I'll call tomorrow", False),
