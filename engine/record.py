@@ -44,7 +44,13 @@ class LLMResult(_Frozen):
     status: VerdictStatus
     label: Category | None
     confidence: float | None
-    probabilities: dict[Category, float]
+    probabilities: dict[Category, float] = Field(
+        description="The model's own label probabilities (before any calibration)."
+    )
+    calibrated: dict[Category, float] | None = Field(
+        default=None,
+        description="The probabilities rules and thresholds used, when the policy calibrates.",
+    )
     method: str
     raw_output: str = ""
     error: str | None = None

@@ -299,6 +299,35 @@ class CostMatrix(_Strict):
     misroute: float = Field(default=5.0, ge=0, description="Wrong non-safety category.")
 
 
+class Calibration(_Strict):
+    """Temperature scaling of the model's label probabilities, fitted on labelled data.
+
+    Applied by the engine before rules and thresholds; the decision record keeps the raw and the
+    calibrated probabilities. Refit (``switchboard eval calibrate``) whenever the model, the
+    prompt or the few-shot examples change.
+    """
+
+    method: Literal["temperature"] = Field(
+        default="temperature",
+        description="p_i is proportional to p_i ** (1 / temperature); the top label never changes.",
+    )
+    temperature: float = Field(
+        gt=0.0,
+        le=100.0,
+        description="Above 1 softens an over-confident model, below 1 sharpens an unsure one.",
+    )
+    model: str = Field(min_length=1, description="The model the temperature was fitted for.")
+    fitted_on: str = Field(min_length=1, description="The labelled data it was fitted on.")
+    fitted_at: str = Field(min_length=1, description="When it was fitted (ISO date).")
+    n: int = Field(ge=1, description="How many labelled decisions it was fitted on.")
+    ece_before: Probability | None = Field(
+        default=None, description="Expected calibration error on that data before."
+    )
+    ece_after: Probability | None = Field(
+        default=None, description="Expected calibration error on that data after."
+    )
+
+
 class Policy(_Strict):
     """A complete, versioned triage policy."""
 
@@ -318,6 +347,9 @@ class Policy(_Strict):
     channels: dict[Channel, ChannelAdjustment] = Field(default_factory=dict)
     redaction: Redaction = Field(default_factory=Redaction)
     cost_matrix: CostMatrix = Field(default_factory=CostMatrix)
+    calibration: Calibration | None = Field(
+        default=None, description="Optional calibration of the model's probabilities."
+    )
 
     def channel_adjustment(self, channel: Channel) -> ChannelAdjustment:
         return self.channels.get(channel, ChannelAdjustment())
