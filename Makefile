@@ -8,7 +8,7 @@ STAMP := $(VENV)/.switchboard-installed
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint typecheck pytest check bench precommit policy-diff image clean
+.PHONY: install run test lint typecheck pytest check bench eval precommit policy-diff image clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12), "Python 3.10-3.12 needed"'
@@ -42,6 +42,12 @@ test: lint typecheck check pytest
 
 bench: install
 	$(BIN)/python -m eval.bench $(BENCH_ARGS)
+
+# Decision quality on the untouched split (docs/evaluation.md): `make eval EVAL_DATA=eval/data/dev.csv`.
+EVAL_DATA ?= eval/data/holdout.csv
+EVAL_OUT ?= eval/out/$(basename $(notdir $(EVAL_DATA)))
+eval: install
+	$(BIN)/switchboard eval --data $(EVAL_DATA) --out $(EVAL_OUT) --deadline-s 30 $(EVAL_ARGS)
 
 # Every pre-commit hook on every tracked file (the hooks run tools from .venv: no downloads).
 precommit: install

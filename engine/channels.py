@@ -22,15 +22,27 @@ _SIGN_OFF = re.compile(r"^(best|regards|kind regards|thanks|thank you|cheers|sin
 _FILLER = re.compile(r"\b(?:u+m+|u+h+|e+r+m*|hmm+|you know|i mean)\b[,.]?\s*", re.IGNORECASE)
 _REPEAT = re.compile(r"\b(\w+)(?:[\s,]+\1\b)+", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t]{2,}")
+# After a sign-off ("Thanks"), a signature is a name or a title, not a sentence: a line of more
+# words than this means the writer was thanking someone and then went on with the message.
+_SIGNATURE_WORDS = 6
+
+
+def _signs_off(lines: list[str], at: int) -> bool:
+    """A sign-off line ends the message only when the next text line is short (a name)."""
+    following = next((line.strip() for line in lines[at + 1 :] if line.strip()), "")
+    return not following or len(following.split()) <= _SIGNATURE_WORDS
 
 
 def _strip_email(text: str, *, quotes: bool, signature: bool) -> str:
     kept: list[str] = []
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for at, line in enumerate(lines):
         stripped = line.strip()
         if quotes and _REPLY_HEADER.match(stripped):
             break
-        if signature and (_SIGNATURE.match(stripped) or _SIGN_OFF.match(stripped)) and kept:
+        if signature and kept and _SIGNATURE.match(stripped):
+            break
+        if signature and kept and _SIGN_OFF.match(stripped) and _signs_off(lines, at):
             break
         if quotes and stripped.startswith(">"):
             continue

@@ -34,3 +34,16 @@ def test_voice_drops_fillers_and_repeats() -> None:
 
 def test_chat_is_left_alone_apart_from_line_endings() -> None:
     assert normalise(" um hi\r\nthere ", Channel.CHAT, VOICE) == "um hi\nthere"
+
+
+def test_a_thank_you_line_followed_by_a_sentence_is_not_a_signature() -> None:
+    # Cutting here would drop an adverse-event report before rules and model see it.
+    text = "Hello,\nThank you\nthe cream gave my daughter a rash on both arms.\n\nRegards\nAnn"
+    assert normalise(text, Channel.EMAIL, EMAIL) == (
+        "Hello,\nThank you\nthe cream gave my daughter a rash on both arms."
+    )
+
+
+def test_a_sign_off_followed_by_a_name_and_title_is_a_signature() -> None:
+    text = "Hi,\nWhere is order 7?\n\nKind regards,\nMark Olsen\nSenior Accountant | ACME Ltd"
+    assert normalise(text, Channel.EMAIL, EMAIL) == "Hi,\nWhere is order 7?"

@@ -1,0 +1,86 @@
+"""Proposed policy changes as files a compliance reviewer can read and apply in a pull request.
+
+Each proposal is written twice: a YAML fragment (the section as it should read) and a unified
+diff against the policy file (``git apply`` it, or copy the fragment in by hand).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+import yaml
+
+from engine.policy.model import Calibration, Thresholds
+
+_TOP_LEVEL = re.compile(r"^[A-Za-z_][\w-]*:")
+_THRESHOLD_LINE = re.compile(
+    r"^(\s+)(informational|service_action|safety_compliance|safety_escalation)(:\s*)[0-9.]+(.*)$"
+)
+
+
+def _block(lines: list[str], key: str) -> tuple[int, int] | None:
+    """[start, end) of a top-level ``key:`` block, or None."""
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"{key}:")), None)
+    if start is None:
+        return None
+    end = start + 1
+    while end < len(lines) and not _TOP_LEVEL.match(lines[end]):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    return start, end
+
+
+def with_thresholds(text: str, thresholds: Thresholds) -> str:
+    lines = text.splitlines(keepends=True)
+    span = _block(lines, "thresholds")
+    if span is None:
+        raise ValueError("the policy file has no top-level 'thresholds:' block")
+    values = thresholds.model_dump()
+    for i in range(span[0] + 1, span[1]):
+        m = _THRESHOLD_LINE.match(lines[i].rstrip("\n"))
+        if m:
+            indent, key, colon, rest = m.groups()
+            lines[i] = f"{indent}{key}{colon}{values[key]:g}{rest}\n"
+    return "".join(lines)
+
+
+def with_calibration(text: str, calibration: Calibration) -> str:
+    body = yaml.safe_dump(
+        {"calibration": calibration.model_dump(mode="json", exclude_none=True)},
+        sort_keys=False,
+        allow_unicode=True,
+    )
+    lines = text.splitlines(keepends=True)
+    span = _block(lines, "calibration")
+    if span is None:
+        sep = "" if text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+        return text + sep + body
+    return "".join(lines[: span[0]]) + body + "".join(lines[span[1] :])
+
+
+def unified_diff(path: Path, before: str, after: str, repo_root: Path | None = None) -> str:
+    shown = path
+    if repo_root is not None:
+        try:
+            shown = path.resolve().relative_to(repo_root.resolve())
+        except ValueError:
+            shown = path
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            fromfile=f"a/{shown}",
+            tofile=f"b/{shown}",
+        )
+    )
+
+
+def policy_file(directory: Path) -> Path:
+    """The YAML file of a policy directory that holds its top-level settings."""
+    for name in ("policy.yaml", "policy.yml"):
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(f"no policy.yaml in {directory}")

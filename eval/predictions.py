@@ -1,0 +1,166 @@
+"""One row per decided message: what the model said, what the engine decided, what it cost.
+
+``predictions.csv`` is the harness's ground truth for everything after the model call: metrics,
+charts, threshold fitting and calibration all read these rows, so none of them needs the model.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from engine.categories import Category, Channel, VerdictStatus
+from engine.record import DecisionRecord
+from eval.dataset import EvalDataError, LabelledCase
+
+SEP = ";"
+PATH_SEP = " > "
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A labelled case and the decision the engine made for it."""
+
+    id: str
+    source: str
+    channel: Channel
+    label: Category
+    model_status: VerdictStatus
+    model_label: Category | None
+    p_informational: float | None
+    p_service_action: float | None
+    p_safety_compliance: float | None
+    category: Category
+    confidence: float | None
+    requires_human_review: bool
+    degraded: bool
+    keywords_matched: str
+    rules_fired: str
+    decision_path: str
+    latency_ms: float
+    llm_ms: float
+    prompt_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    cost_usd: float
+    input_redacted: str
+
+    @property
+    def probabilities(self) -> dict[Category, float]:
+        """The model's raw label probabilities (empty when the model gave none)."""
+        values = {
+            Category.INFORMATIONAL: self.p_informational,
+            Category.SERVICE_ACTION: self.p_service_action,
+            Category.SAFETY_COMPLIANCE: self.p_safety_compliance,
+        }
+        return {c: p for c, p in values.items() if p is not None}
+
+    @property
+    def family(self) -> str:
+        return self.source.split("/", 1)[0]
+
+    @classmethod
+    def from_record(cls, case: LabelledCase, record: DecisionRecord) -> Prediction:
+        probs = record.llm.probabilities
+        return cls(
+            id=case.case_id,
+            source=case.source,
+            channel=case.channel,
+            label=case.label,
+            model_status=record.llm.status,
+            model_label=record.llm.label,
+            p_informational=_round(probs.get(Category.INFORMATIONAL)),
+            p_service_action=_round(probs.get(Category.SERVICE_ACTION)),
+            p_safety_compliance=_round(probs.get(Category.SAFETY_COMPLIANCE)),
+            category=record.category,
+            confidence=record.confidence,
+            requires_human_review=record.requires_human_review,
+            degraded=record.degraded,
+            keywords_matched=SEP.join(record.keywords_matched),
+            rules_fired=SEP.join(r.id for r in record.rules_fired),
+            decision_path=PATH_SEP.join(
+                f"{s.stage}:{s.code}" + (f" ({s.detail})" if s.detail else "")
+                for s in record.decision_path
+            ),
+            latency_ms=round(record.timings.total_ms, 3),
+            llm_ms=round(record.timings.llm_ms, 3),
+            prompt_tokens=record.tokens.prompt + record.tokens.cached,
+            cached_tokens=record.tokens.cached,
+            output_tokens=record.tokens.output,
+            cost_usd=record.cost_usd,
+            input_redacted=record.input_redacted,
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 8)
+
+
+COLUMNS = tuple(f.name for f in fields(Prediction))
+
+
+def write_predictions(path: Path, rows: list[Prediction]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in asdict(row).items()})
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, Category | Channel | VerdictStatus):
+        return value.value
+    return value
+
+
+def _opt_float(text: str) -> float | None:
+    return float(text) if text else None
+
+
+def read_predictions(path: Path) -> list[Prediction]:
+    """Read a predictions.csv written by ``switchboard eval``."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = set(COLUMNS) - set(reader.fieldnames or ())
+            if missing:
+                raise EvalDataError(f"{path}: not a predictions file; missing {sorted(missing)}")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EvalDataError(f"cannot read {path}: {exc}") from exc
+    out: list[Prediction] = []
+    for line, r in enumerate(rows, start=2):
+        try:
+            out.append(
+                Prediction(
+                    id=r["id"],
+                    source=r["source"],
+                    channel=Channel(r["channel"]),
+                    label=Category(r["label"]),
+                    model_status=VerdictStatus(r["model_status"]),
+                    model_label=Category(r["model_label"]) if r["model_label"] else None,
+                    p_informational=_opt_float(r["p_informational"]),
+                    p_service_action=_opt_float(r["p_service_action"]),
+                    p_safety_compliance=_opt_float(r["p_safety_compliance"]),
+                    category=Category(r["category"]),
+                    confidence=_opt_float(r["confidence"]),
+                    requires_human_review=r["requires_human_review"] == "True",
+                    degraded=r["degraded"] == "True",
+                    keywords_matched=r["keywords_matched"],
+                    rules_fired=r["rules_fired"],
+                    decision_path=r["decision_path"],
+                    latency_ms=float(r["latency_ms"]),
+                    llm_ms=float(r["llm_ms"]),
+                    prompt_tokens=int(r["prompt_tokens"]),
+                    cached_tokens=int(r["cached_tokens"]),
+                    output_tokens=int(r["output_tokens"]),
+                    cost_usd=float(r["cost_usd"]),
+                    input_redacted=r["input_redacted"],
+                )
+            )
+        except (KeyError, ValueError) as exc:
+            raise EvalDataError(f"{path}:{line}: {exc}") from exc
+    return out

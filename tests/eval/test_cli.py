@@ -1,0 +1,140 @@
+"""``switchboard eval`` end to end with the scripted backend: the outputs and the proposals."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine.cli import main
+from engine.policy.loader import load_policy
+from eval.predictions import read_predictions
+from tests.conftest import DEFAULT_POLICY, FIXTURES
+
+ROWS = [
+    ("c1", "What is your refund policy?", "informational", "own/demo", "chat"),
+    ("c2", "Cancel order 4471 please.", "service_action", "own/demo", "chat"),
+    ("c3", "I fainted after the second dose.", "safety_compliance", "own/demo", "chat"),
+    ("c4", "Do you ship to Canada?", "informational", "public", "chat"),
+    ("c5", "The seal was broken on my bottle.", "safety_compliance", "public", "chat"),
+    ("c6", "Reset my password.", "service_action", "public", "chat"),
+    ("c7", "Hi,\n\nWhere is my parcel?\n\nThanks,\nAna", "service_action", "public", "email"),
+    ("c8", "um my son uh threw up after the syrup", "safety_compliance", "public", "voice"),
+    ("c9", "Mail me at jo@example.com about your hours", "informational", "public", "chat"),
+    ("c10", "Update my address to 1 Main St.", "service_action", "public", "chat"),
+]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    path = tmp_path / "ten.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "label", "source", "channel"])
+        writer.writerows(ROWS)
+    return path
+
+
+def run(*args: str) -> int:
+    return main(["eval", "--policies", str(FIXTURES / "policies"), "--backend", "fake", *args])
+
+
+def test_eval_writes_the_three_outputs(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    for key in (
+        "n", "accuracy", "macro_f1", "per_category", "safety_recall",
+        "safety_false_escalation_rate", "confusion_matrix", "ece", "review_rate",
+        "degraded_rate", "latency_ms", "mean_prompt_tokens", "mean_output_tokens",
+        "cost_per_decision_usd", "model_only", "per_source",
+    ):  # fmt: skip
+        assert key in metrics, key
+    assert metrics["n"] == 10
+    assert set(metrics["latency_ms"]) == {"p50", "p95", "p99"}
+    assert set(metrics["per_source"]) == {"own", "own/demo", "public"}
+    assert metrics["meta"]["policy_id"] == "contact-center"
+    # The fake says service_action 0.9 to everything: the rules catch the safety reports.
+    assert metrics["model_only"]["safety_recall"] == 0.0
+    assert metrics["safety_recall"] == 1.0
+    rows = read_predictions(out / "predictions.csv")
+    assert [r.id for r in rows] == [r[0] for r in ROWS]
+    assert "<EMAIL_ADDRESS>" in rows[8].input_redacted  # redacted as the service would
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "Model only versus final decision" in report
+    for chart in ("confusion.png", "reliability.png", "confidence.png"):
+        assert (out / chart).read_bytes().startswith(b"\x89PNG")
+        assert chart in report
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_limit_and_reused_verdicts(data: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    fast = "--no-redaction"
+    assert run("--data", str(data), "--out", str(first), "--limit", "4", fast) == 0
+    assert json.loads((first / "metrics.json").read_text(encoding="utf-8"))["n"] == 4
+    reuse = ("--reuse-verdicts", str(first / "predictions.csv"))
+    assert run("--data", str(data), "--out", str(second), "--limit", "4", fast, *reuse) == 0
+    before = read_predictions(first / "predictions.csv")
+    after = read_predictions(second / "predictions.csv")
+    assert [(r.category, r.requires_human_review) for r in after] == [
+        (r.category, r.requires_human_review) for r in before
+    ]
+
+
+def test_fit_thresholds_and_calibrate_write_applicable_proposals(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--no-redaction") == 0
+    predictions = str(out / "predictions.csv")
+    assert run("fit-thresholds", "--predictions", predictions, "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "trade-off curve" in printed
+    proposal = yaml.safe_load((out / "thresholds.patch.yaml").read_text(encoding="utf-8"))
+    assert set(proposal["thresholds"]) == {
+        "informational", "service_action", "safety_compliance", "safety_escalation",
+    }  # fmt: skip
+    assert "+++ b/" in (out / "thresholds.diff").read_text(encoding="utf-8")
+
+    assert run("calibrate", "--predictions", predictions, "--out", str(out)) == 0
+    assert "ECE" in capsys.readouterr().out
+    section = yaml.safe_load((out / "calibration.patch.yaml").read_text(encoding="utf-8"))
+    assert section["calibration"]["temperature"] > 0
+    assert section["calibration"]["model"] == "fake-scripted"
+
+
+def test_patched_policy_still_loads(tmp_path: Path) -> None:
+    from engine.policy.model import Calibration, Thresholds
+    from eval import patch
+
+    original = (DEFAULT_POLICY / "policy.yaml").read_text(encoding="utf-8")
+    text = patch.with_thresholds(original, Thresholds(
+        informational=0.6, service_action=0.5, safety_compliance=0.4, safety_escalation=0.2
+    ))  # fmt: skip
+    text = patch.with_calibration(
+        text,
+        Calibration(temperature=0.5, model="m", fitted_on="dev.csv", fitted_at="2025-01-01", n=3),
+    )
+    target = tmp_path / "policies" / "contact-center"
+    target.mkdir(parents=True)
+    for name in ("rules.yaml", "workflows.yaml"):
+        (target / name).write_text((DEFAULT_POLICY / name).read_text(encoding="utf-8"))
+    (target / "policy.yaml").write_text(text, encoding="utf-8")
+    loaded = load_policy(target, FIXTURES / "prompts")
+    assert loaded.policy.thresholds.safety_escalation == 0.2
+    assert loaded.policy.thresholds.service_action == 0.5
+    assert loaded.policy.calibration is not None
+    assert loaded.policy.calibration.temperature == 0.5
+
+
+def test_bad_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nhello,maybe\n", encoding="utf-8")
+    assert run("--data", str(bad), "--out", str(tmp_path / "o")) == 2
+    assert "bad.csv:2" in capsys.readouterr().err
