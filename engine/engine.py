@@ -151,14 +151,20 @@ class Engine:
             except RedactionFailedError:
                 redacted, redaction = WITHHELD, "failed"
         redaction_ms = (time.perf_counter() - redaction_started) * 1000
+        # Keyword rules read the message as received as well as normalised: stripping a quote or
+        # a signature can shorten what the model reads, never what the safety rules see.
+        keywords = self.keywords.match(text)
+        if text != request.message.strip():
+            as_received = self.keywords.match(request.message)
+            keywords = {group: hit or as_received[group] for group, hit in keywords.items()}
         return Prepared(
             request=request,
             decision_id=request.decision_id or self._ids(),
             received_at=received_at,
             redacted=redacted,
             redaction=redaction,
-            # Keyword rules read the normalised original: a redaction failure must not blind them.
-            keywords=self.keywords.match(text),
+            # Keywords come from the original, not the redacted text: redaction cannot blind them.
+            keywords=keywords,
             redaction_ms=redaction_ms,
             started=started,
         )

@@ -220,3 +220,16 @@ def test_fake_backend_explains_itself_when_empty(
     record = asyncio.run(engine.decide(DecisionRequest(message="hello")))
     assert record.llm.error is not None
     assert "enqueue" in record.llm.error
+
+
+def test_normalisation_never_hides_a_safety_keyword(
+    loaded: LoadedPolicy, rules_cache: RulesCache
+) -> None:
+    """A short line after 'Thanks' looks like a signature: cut for the model, not the rules."""
+    backend = FakeBackend(default=_probs(0.05, 0.9, 0.05))
+    engine = _engine(loaded, rules_cache, backend)
+    message = "Please cancel my order.\n\nThanks\nmy son fainted after the pills"
+    record = asyncio.run(engine.decide(DecisionRequest(message=message, channel=Channel.EMAIL)))
+    assert "fainted" not in backend.calls[0].messages[-1].content  # the model saw less...
+    assert record.category is SAFETY  # ...the safety rules saw everything
+    assert "safety-severe-event" in [r.id for r in record.rules_fired]
