@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -28,7 +27,8 @@ from service.routes import admin, classify, health, records
 from service.runtime import EngineHolder
 from service.settings import Settings
 from service.state import AppState
-from service.store import AuditStore, SQLiteAuditStore
+from service.store import AuditStore
+from service.stores import open_store
 
 log = logging.getLogger("switchboard.service")
 
@@ -83,7 +83,9 @@ def create_app(
             queue=settings.model_queue,
             breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s),
         )
-        audit = store or SQLiteAuditStore(Path(settings.audit_db))
+        audit = (
+            store if store is not None else await asyncio.to_thread(open_store, settings.audit_db)
+        )
         holder = EngineHolder(
             settings,
             guard,

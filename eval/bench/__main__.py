@@ -1,4 +1,4 @@
-"""``python -m eval.bench [engine|model|service|spike|reload|soak|all] [--long]``."""
+"""``python -m eval.bench [engine|model|service|spike|reload|soak|audit|all] [--long]``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,27 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import model_path
 
         model_path.run(n=60 if args.long else 20)
+    if everything or "service" in which:
+        from eval.bench import service_throughput
+
+        service_throughput.run(seconds=30 if args.long else 10, rounds=3 if args.long else 1)
+    if everything or "spike" in which:
+        from eval.bench import spike
+
+        phase = 30 if args.long else 10
+        spike.run(steady_s=phase, spike_s=30 if args.long else 10, after_s=phase)
+    if everything or "reload" in which:
+        from eval.bench import reload_load
+
+        reload_load.run(reloads=100)
+    if everything or "soak" in which:
+        from eval.bench import soak
+
+        soak.run(seconds=1800 if args.long else 60, sample_s=60 if args.long else 10)
+    if everything or "audit" in which:
+        from eval.bench import audit_store
+
+        audit_store.run(count=20_000 if args.long else 5_000)
     return 0
 
 
