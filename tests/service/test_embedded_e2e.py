@@ -36,7 +36,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     )
     backend = build_backend(BackendSettings(name="embedded"))
     app = create_app(settings, backend=backend, redactor_factory=PresidioRedactor)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=300) as c:
+    # Start-up warms the ~1k-token prompt prefix: seconds when idle, minutes on a busy machine.
+    with serve(app, start_timeout_s=900) as url, httpx.Client(base_url=url, timeout=300) as c:
         yield c
 
 
