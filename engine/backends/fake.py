@@ -43,12 +43,15 @@ class FakeBackend:
         default: Scripted | None = None,
         latency_s: float = 0.0,
         healthy: bool = True,
+        keep_calls: int = 1000,
     ) -> None:
         self._script: deque[Scripted] = deque(script)
         self.default = default
         self.latency_s = latency_s
         self.healthy = healthy
-        self.calls: list[RenderedPrompt] = []
+        # The most recent prompts, for assertions; bounded so a long load test measures the
+        # service, not this double's memory.
+        self.calls: deque[RenderedPrompt] = deque(maxlen=keep_calls)
 
     def enqueue(self, *answers: Scripted) -> None:
         self._script.extend(answers)

@@ -325,6 +325,7 @@ class OpenLoop:
         max_requests: int = 2_000_000,
         path: str = "/classify",
         keep_bodies: bool = True,
+        unique: bool = False,
     ) -> None:
         self.port = int(url.rsplit(":", 1)[1])
         self.timeout_s = timeout_s
@@ -332,10 +333,20 @@ class OpenLoop:
         self.max_requests = max_requests
         self.path = path
         self.keep_bodies = keep_bodies
+        self.unique = unique
         self._idle: list[_Conn] = []
         self._every: set[_Conn] = set()  # closed at the end of a run, whatever happened
         self._open = 0
         self._raw = [post_bytes(self.port, path, b) for b in BODIES]
+
+    def _request(self, i: int) -> bytes:
+        if not self.unique:
+            return self._raw[i % len(self._raw)]
+        # Real traffic: order numbers, names, typos never seen before (what grows a tokenizer's
+        # vocabulary); three new tokens per message.
+        message = f"{MESSAGES[i % len(MESSAGES)]} Order Q{i}X, ref zq{i * 7}k, agent Vb{i * 13}."
+        body = json.dumps({"message": message, "channel": "chat"}).encode()
+        return post_bytes(self.port, self.path, body)
 
     async def _one(self, run: Run, i: int) -> None:
         sent_at = time.perf_counter() - run.started
@@ -357,7 +368,7 @@ class OpenLoop:
                 self._every.add(conn)
             remaining = self.timeout_s - (time.perf_counter() - t0)
             status, body, retry_after = await asyncio.wait_for(
-                conn.request(self._raw[i % len(self._raw)]), max(remaining, 0.001)
+                conn.request(self._request(i)), max(remaining, 0.001)
             )
         except asyncio.TimeoutError:
             run.results.append(Result(sent_at, time.perf_counter() - t0, 0))

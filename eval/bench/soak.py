@@ -1,7 +1,9 @@
 """Soak: steady load for a while; the server's memory, file handles, threads and rulesets.
 
 The service runs as its own process (fake backend at 50 ms); an open-loop client offers a steady
-rate for 60 s (30 min with ``--long``). Every ``sample_s`` the benchmark reads the server's RSS,
+rate for 60 s (30 min with ``--long``), every message with tokens never seen before (order
+numbers, names), as real traffic has: a fixed set of messages would hide growth that depends on
+the text, such as a tokenizer's vocabulary. Every ``sample_s`` the benchmark reads the server's RSS,
 open file descriptors (``/proc/PID/fd``) and thread count, and ``switchboard_rulesets_compiled``
 from ``/metrics``. Start (after a short warm-up) and end are read with the server idle, so the
 client's open connections do not count as file descriptors. Reports start, end, the maximum
@@ -45,12 +47,15 @@ def run(*, seconds: float = 60, rps: float = 100, sample_s: float = 10) -> dict[
                 samples.append({"t_s": round(t, 1), **point})
 
             async def main() -> loadgen.Run:
-                warm = loadgen.OpenLoop(server.url, keep_bodies=False)
+                warm = loadgen.OpenLoop(server.url, keep_bodies=False, unique=True)
                 await warm.run(lambda _t: rps, 5)
                 await asyncio.sleep(1)  # start and end are read idle: no client connections open
                 sample(0.0)
                 client = loadgen.OpenLoop(
-                    server.url, keep_bodies=False, max_requests=int(rps * (seconds + 5))
+                    server.url,
+                    keep_bodies=False,
+                    unique=True,
+                    max_requests=int(rps * (seconds + 5)),
                 )
                 next_at = [sample_s]
 

@@ -151,7 +151,7 @@ def test_failed_redaction_withholds_the_message_but_keeps_safety_rules(
     backend = FakeBackend(default=_probs(0.9, 0.05, 0.05))
     engine = _engine(loaded, rules_cache, backend, redactor=_FailingRedactor())
     record = asyncio.run(engine.decide(DecisionRequest(message=ADVERSE)))
-    assert backend.calls == []  # never sent to the model
+    assert not backend.calls  # never sent to the model
     assert record.redaction == "failed"
     assert "headache" not in record.input_redacted
     assert record.llm.status is VerdictStatus.SKIPPED
@@ -196,7 +196,7 @@ def test_skipped_model_is_rules_only(loaded: LoadedPolicy, rules_cache: RulesCac
     record = asyncio.run(
         engine.decide(DecisionRequest(message=ADVERSE), model_allowed=False, skip_reason="shed")
     )
-    assert backend.calls == []
+    assert not backend.calls
     assert (record.category, record.degraded, record.llm.status) == (
         SAFETY,
         True,

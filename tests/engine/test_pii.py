@@ -220,3 +220,20 @@ def test_construction_and_redaction_make_no_network_calls(
 
     assert result.text == "mail <EMAIL_ADDRESS> or <EMAIL_ADDRESS>"
     assert attempts == []
+
+
+def test_pipeline_is_renewed_so_the_vocabulary_stays_bounded() -> None:
+    """spaCy interns every new token forever; real traffic is full of new tokens."""
+    redactor = PresidioRedactor(Redaction(entities=["EMAIL_ADDRESS"]), renew_every=50)
+
+    def strings() -> int:
+        analyzer: Any = redactor._analyzer
+        return len(analyzer.nlp_engine.nlp["en"].vocab.strings)
+
+    sizes = []
+    for i in range(400):
+        out = redactor.redact(f"order zq{i}x ref kp{i}w mail a{i}@example.com")
+        assert out.text.endswith("<EMAIL_ADDRESS>")
+        sizes.append(strings())
+    assert redactor.renewals >= 7
+    assert max(sizes) < min(sizes) + 400  # without renewal it grows by ~4 strings a message

@@ -168,7 +168,7 @@ async def test_recorded_verdicts_are_replayed_without_the_model(repo: Path, tmp_
     options = DiffOptions(base="HEAD", policies=repo / "policies", audit_db=db)
     result = await run_diff(options, silent)
 
-    assert silent.calls == []
+    assert not silent.calls
     (diff,) = result.diffs
     assert [c.verdict_source for c in diff.comparisons] == ["recorded", "recorded"]
     assert [c.case.source for c in diff.comparisons] == ["audit", "audit"]
