@@ -20,12 +20,14 @@ from engine.backends.registry import BackendSettings, build_backend
 from engine.redaction import Redactor
 from engine.workflow import Integrations, LoggingIntegrations
 from service.guard import CircuitBreaker, ModelGuard
+from service.loop_lag import LoopLagMonitor
 from service.metrics import Metrics
 from service.middleware import BodyGuard
 from service.problems import install_problem_handlers
 from service.routes import admin, classify, health, records
 from service.runtime import EngineHolder
 from service.settings import Settings
+from service.shedding import OverloadShedding
 from service.state import AppState
 from service.store import AuditStore
 from service.stores import open_store
@@ -77,11 +79,15 @@ def create_app(
             if backend is not None
             else await asyncio.to_thread(build_backend, _backend_settings(settings))
         )
+        metrics = Metrics()
+        lag = LoopLagMonitor(on_sample=metrics.loop_lag.set)
+        limit_ms = settings.max_loop_lag_ms
         guard = ModelGuard(
             model,
             concurrency=settings.model_concurrency,
             queue=settings.model_queue,
             breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s),
+            saturated=(lambda: lag.lag_ms > limit_ms) if limit_ms > 0 else (lambda: False),
         )
         audit = (
             store if store is not None else await asyncio.to_thread(open_store, settings.audit_db)
@@ -92,11 +98,12 @@ def create_app(
             integrations=integrations or LoggingIntegrations(),
             redactor_factory=redactor_factory,
         )
-        state = AppState(settings, holder, guard, audit, Metrics())
+        state = AppState(settings, holder, guard, audit, metrics)
         await holder.reload()  # a broken policy at start-up stops the process: nothing to serve
         state.backend_ready = await _probe(state)
         app.state.switchboard = state
         prober = asyncio.create_task(_probe_loop(state))
+        lag.start()
         log.info(
             "ready",
             extra={
@@ -110,6 +117,7 @@ def create_app(
         try:
             yield
         finally:
+            await lag.stop()
             prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
@@ -123,6 +131,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(OverloadShedding)  # outermost: a refusal must not read or parse anything
     install_problem_handlers(app)
     for router in (classify.router, admin.router, records.router, health.router):
         app.include_router(router)

@@ -1,7 +1,8 @@
 """Protects the model from spikes and the caller from a sick model.
 
 Bounded concurrency towards the model, a bounded number of waiters, a wait that never outlives
-the policy's deadline, and a circuit breaker that stops calling a model that keeps failing.
+the policy's deadline, no new model work while the process itself is saturated (when a
+saturation signal is given), and a circuit breaker that stops calling a model that keeps failing.
 Everything it refuses becomes a rules-only decision (or a 429/503, as the policy says): never
 an unbounded queue, never a 5xx.
 """
@@ -58,10 +59,17 @@ class ModelGuard:
     """Admission control in front of a backend; itself an ``LLMBackend``."""
 
     def __init__(
-        self, backend: LLMBackend, *, concurrency: int, queue: int, breaker: CircuitBreaker
+        self,
+        backend: LLMBackend,
+        *,
+        concurrency: int,
+        queue: int,
+        breaker: CircuitBreaker,
+        saturated: Callable[[], bool] = lambda: False,
     ) -> None:
         self.backend = backend
         self.breaker = breaker
+        self._saturated = saturated  # e.g. event-loop lag over its limit (service/loop_lag.py)
         self._slots = asyncio.Semaphore(concurrency)
         self._capacity = concurrency + queue
         self.admitted = 0  # inside: waiting or calling
@@ -84,7 +92,13 @@ class ModelGuard:
         return self.admitted - self.calling
 
     def has_capacity(self) -> bool:
-        return self.admitted < self._capacity
+        return self.admitted < self._capacity and not self._saturated()
+
+    def overload_reason(self) -> str:
+        """Why ``has_capacity`` said no, for the decision record."""
+        if self.admitted >= self._capacity:
+            return "overloaded: model queue full"
+        return "overloaded: process saturated (event loop lagging)"
 
     async def score(
         self, prompt: RenderedPrompt, choices: Sequence[LabelChoice], *, deadline_s: float
@@ -92,7 +106,7 @@ class ModelGuard:
         if not self.breaker.allow():
             return LabelVerdict.failed(VerdictStatus.SKIPPED, "circuit open: model failing")
         if not self.has_capacity():
-            return LabelVerdict.failed(VerdictStatus.SKIPPED, "overloaded: model queue full")
+            return LabelVerdict.failed(VerdictStatus.SKIPPED, self.overload_reason())
         started = time.perf_counter()
         self.admitted += 1
         try:

@@ -47,6 +47,11 @@ class Metrics:
             "switchboard_model_queue", "Requests waiting for a model slot", registry=r
         )
         self.shed = Counter("switchboard_shed", "Requests beyond capacity", ["action"], registry=r)
+        self.loop_lag = Gauge(
+            "switchboard_event_loop_lag_seconds",
+            "How late the event loop wakes up (moving average)",
+            registry=r,
+        )
         self.circuit_open = Gauge(
             "switchboard_circuit_open", "1 while the model circuit is open", registry=r
         )

@@ -1,8 +1,12 @@
-"""Pure ASGI middleware that refuses oversized and non-UTF-8 bodies before anything parses them."""
+"""Pure ASGI middleware that refuses oversized and non-UTF-8 bodies before anything parses them.
+
+Also `send_problem`, a problem+json answer sent straight on the ASGI channel.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,7 +24,7 @@ class BodyGuard:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _reject(send, 413, "Body too large", f"limit is {self.max_bytes} bytes")
+            await send_problem(send, 413, "Body too large", f"limit is {self.max_bytes} bytes")
             return
         chunks: list[bytes] = []
         size = 0
@@ -32,7 +36,7 @@ class BodyGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _reject(send, 413, "Body too large", f"limit is {self.max_bytes} bytes")
+                await send_problem(send, 413, "Body too large", f"limit is {self.max_bytes} bytes")
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -40,7 +44,9 @@ class BodyGuard:
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            await _reject(send, 400, "Body is not UTF-8", f"invalid byte at offset {exc.start}")
+            await send_problem(
+                send, 400, "Body is not UTF-8", f"invalid byte at offset {exc.start}"
+            )
             return
         sent = False
 
@@ -54,7 +60,14 @@ class BodyGuard:
         await self.app(scope, replay, send)
 
 
-async def _reject(send: Send, status: int, title: str, detail: str) -> None:
+async def send_problem(
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """A problem+json answer straight on the ASGI channel, for middleware that answers early."""
     payload = json.dumps(
         {"type": "about:blank", "title": title, "status": status, "detail": detail}
     ).encode()
@@ -65,6 +78,7 @@ async def _reject(send: Send, status: int, title: str, detail: str) -> None:
             "headers": [
                 (b"content-type", MEDIA.encode()),
                 (b"content-length", str(len(payload)).encode()),
+                *headers,
             ],
         }
     )

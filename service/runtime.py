@@ -13,12 +13,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 from engine.backends.base import LLMBackend
 from engine.engine import Engine, Pricing
 from engine.errors import PolicyError, PolicyNotFoundError
 from engine.policy.loader import load_catalog
+from engine.policy.model import OverloadMode
 from engine.redaction import Redactor
 from engine.rules import RulesCache
 from engine.workflow import Integrations
@@ -41,6 +43,21 @@ class EngineSet:
         if key not in self.engines:
             raise PolicyNotFoundError(key, sorted(self.engines))
         return self.engines[key]
+
+    @cached_property
+    def shared_rejection(self) -> tuple[int, int] | None:
+        """(status, Retry-After) when every policy rejects overload alike, else None.
+
+        Then a request beyond capacity is refused whatever it says, before its body is read.
+        """
+        answers = {
+            (o.mode, o.status_code, o.retry_after_s)
+            for o in (e.policy.fallbacks.overload for e in self.engines.values())
+        }
+        if len(answers) != 1:
+            return None
+        ((mode, status, retry_after),) = answers
+        return (status, retry_after) if mode is OverloadMode.REJECT else None
 
     def describe(self) -> list[dict[str, str]]:
         return [

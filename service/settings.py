@@ -19,12 +19,21 @@ class Settings(BaseSettings):
     ollama_host: str = Field(default="http://127.0.0.1:11434")
     ollama_model: str = Field(default="qwen2.5:7b-instruct")
     fake_latency_ms: float = Field(default=0.0, ge=0)
-    audit_db: str = Field(default="switchboard-audit.db", description="SQLite path.")
+    audit_db: str = Field(
+        default="switchboard-audit.db",
+        description="Audit store: a SQLite path, sqlite:///path, or postgresql://...",
+    )
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin.")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_message_chars: int = Field(default=20_000, ge=100)
     model_concurrency: int = Field(default=1, ge=1, description="Model calls at once.")
     model_queue: int = Field(default=8, ge=0, description="Requests waiting for the model.")
+    max_loop_lag_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="Refuse new model work while the event loop lags more than this "
+        "(moving average, ms); 0 turns it off.",
+    )
     breaker_failures: int = Field(default=5, ge=1, description="Failures that open the circuit.")
     breaker_cooldown_s: float = Field(default=10.0, gt=0)
     probe_interval_s: float = Field(default=15.0, gt=0)

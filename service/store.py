@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import sqlite3
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 from engine.record import DecisionRecord
+from service.audit_writer import GroupCommitWriter, Work
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,7 @@ BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;
 
 
 def decision_row(record: DecisionRecord) -> tuple[Any, ...]:
+    """The indexed columns of a decision, then the whole record as JSON (both stores)."""
     queue_name = record.workflow.queue if record.workflow.status == "awaiting_review" else None
     return (
         record.decision_id,
@@ -103,18 +103,26 @@ def decision_row(record: DecisionRecord) -> tuple[Any, ...]:
         record.policy.id,
         record.policy.revision,
         record.category.value,
-        int(record.requires_human_review),
+        record.requires_human_review,
         queue_name,
-        int(record.degraded),
+        record.degraded,
         record.model_dump_json(),
+    )
+
+
+def review_row(outcome: ReviewOutcome) -> tuple[str, str, str, str, str]:
+    """A review outcome's columns, in the order both stores insert them."""
+    return (
+        outcome.decision_id,
+        outcome.category,
+        outcome.note,
+        outcome.reviewer,
+        outcome.created_at,
     )
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
-
-
-_STOP = object()
 
 
 class SQLiteAuditStore:
@@ -123,14 +131,11 @@ class SQLiteAuditStore:
     def __init__(self, path: Path, *, batch: int = 256) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._batch = batch
-        self._queue: queue.Queue[Any] = queue.Queue()
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
         self._read_lock = threading.Lock()
         self._reader = self._connect()
-        self._thread = threading.Thread(target=self._write_loop, name="audit-writer", daemon=True)
-        self._thread.start()
+        self._group = GroupCommitWriter(self._commit, batch=batch)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -140,24 +145,7 @@ class SQLiteAuditStore:
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            work = [item]
-            while len(work) < self._batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    self._queue.put(_STOP)
-                    break
-                work.append(nxt)
-            self._commit(work)
-
-    def _commit(self, work: list[tuple[str, tuple[Any, ...], Future[None]]]) -> None:
+    def _commit(self, work: list[Work]) -> None:
         try:
             self._writer.execute("BEGIN IMMEDIATE")
             for sql, params, _ in work:
@@ -177,27 +165,16 @@ class SQLiteAuditStore:
         for _, _, fut in work:
             fut.set_result(None)
 
-    async def _submit(self, sql: str, params: tuple[Any, ...]) -> None:
-        fut: Future[None] = Future()
-        self._queue.put((sql, params, fut))
-        await asyncio.wrap_future(fut)
-
     async def append(self, record: DecisionRecord) -> None:
-        await self._submit(
+        await self._group.submit(
             "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", decision_row(record)
         )
 
     async def add_review(self, outcome: ReviewOutcome) -> None:
-        await self._submit(
+        await self._group.submit(
             "INSERT INTO reviews (decision_id, category, note, reviewer, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            (
-                outcome.decision_id,
-                outcome.category,
-                outcome.note,
-                outcome.reviewer,
-                outcome.created_at,
-            ),
+            review_row(outcome),
         )
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -249,7 +226,6 @@ class SQLiteAuditStore:
         return int(rows[0][0])
 
     async def close(self) -> None:
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join, 10)
+        await self._group.stop()
         self._writer.close()
         self._reader.close()

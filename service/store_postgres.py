@@ -14,10 +14,7 @@ unique one per test and drop it afterwards).
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
 from typing import Any
 
 import psycopg
@@ -25,7 +22,8 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from engine.record import DecisionRecord
-from service.store import PendingReview, ReviewOutcome
+from service.audit_writer import GroupCommitWriter, Work
+from service.store import PendingReview, ReviewOutcome, decision_row, review_row
 
 _DDL = [
     """CREATE TABLE IF NOT EXISTS decisions (
@@ -74,23 +72,6 @@ _INSERT_REVIEW = (
     "INSERT INTO reviews (decision_id, category, note, reviewer, created_at) "
     "VALUES (%s, %s, %s, %s, %s)"
 )
-_STOP = object()
-_Work = tuple[str, tuple[Any, ...], "Future[None]"]
-
-
-def _row(record: DecisionRecord) -> tuple[Any, ...]:
-    queue_name = record.workflow.queue if record.workflow.status == "awaiting_review" else None
-    return (
-        record.decision_id,
-        record.created_at,
-        record.policy.id,
-        record.policy.revision,
-        record.category.value,
-        record.requires_human_review,
-        queue_name,
-        record.degraded,
-        record.model_dump_json(),
-    )
 
 
 class PostgresAuditStore:
@@ -107,9 +88,7 @@ class PostgresAuditStore:
     ) -> None:
         self.url = url
         self.schema = schema
-        self._batch = batch
         self._timeout = connect_timeout_s
-        self._queue: queue.Queue[Any] = queue.Queue()
         self._conn: psycopg.Connection[Any] | None = self._connect()
         self._create_schema(self._conn)
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
@@ -124,8 +103,7 @@ class PostgresAuditStore:
             open=False,
         )
         self._pool.open(wait=True, timeout=connect_timeout_s)
-        self._thread = threading.Thread(target=self._write_loop, name="audit-writer", daemon=True)
-        self._thread.start()
+        self._group = GroupCommitWriter(self._commit, batch=batch)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -169,24 +147,7 @@ class PostgresAuditStore:
 
     # -- the writer thread -------------------------------------------------------------------
 
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            work = [item]
-            while len(work) < self._batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    self._queue.put(_STOP)
-                    break
-                work.append(nxt)
-            self._commit(work)
-
-    def _commit(self, work: list[_Work]) -> None:
+    def _commit(self, work: list[Work]) -> None:
         try:
             conn = self._writer()
             with conn.transaction(), conn.pipeline(), conn.cursor() as cur:
@@ -208,34 +169,20 @@ class PostgresAuditStore:
         for _, _, fut in work:
             fut.set_result(None)
 
-    def _fail(self, work: list[_Work], exc: BaseException) -> None:
+    def _fail(self, work: list[Work], exc: BaseException) -> None:
         for _, _, fut in work:
             fut.set_exception(exc)
         if self._conn is not None:
             self._conn.close()
         self._conn = None
 
-    async def _submit(self, statement: str, params: tuple[Any, ...]) -> None:
-        fut: Future[None] = Future()
-        self._queue.put((statement, params, fut))
-        await asyncio.wrap_future(fut)
-
     # -- the AuditStore contract -------------------------------------------------------------
 
     async def append(self, record: DecisionRecord) -> None:
-        await self._submit(_INSERT_DECISION, _row(record))
+        await self._group.submit(_INSERT_DECISION, decision_row(record))
 
     async def add_review(self, outcome: ReviewOutcome) -> None:
-        await self._submit(
-            _INSERT_REVIEW,
-            (
-                outcome.decision_id,
-                outcome.category,
-                outcome.note,
-                outcome.reviewer,
-                outcome.created_at,
-            ),
-        )
+        await self._group.submit(_INSERT_REVIEW, review_row(outcome))
 
     def _read(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._pool.connection() as conn:
@@ -286,8 +233,7 @@ class PostgresAuditStore:
         return int(rows[0][0])
 
     async def close(self) -> None:
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join, 10)
+        await self._group.stop()
         await asyncio.to_thread(self._pool.close)
         if self._conn is not None:
             self._conn.close()

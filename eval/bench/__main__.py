@@ -1,4 +1,7 @@
-"""``python -m eval.bench [engine|model|service|spike|reload|soak|audit|all] [--long]``."""
+"""``python -m eval.bench [engine|model|service|spike|reload|soak|audit|all] [--long]``.
+
+Spike options: ``--max-loop-lag-ms N`` and ``--busy-cores K`` (see ``eval/bench/spike.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__)
     parser.add_argument("which", nargs="*", default=["all"])
     parser.add_argument("--long", action="store_true", help="the long versions")
+    parser.add_argument(
+        "--max-loop-lag-ms",
+        type=float,
+        default=0,
+        help="spike: SWITCHBOARD_MAX_LOOP_LAG_MS for the server (0: off)",
+    )
+    parser.add_argument(
+        "--busy-cores",
+        type=int,
+        default=0,
+        help="spike: processes that spin during the run (a machine with noisy neighbours)",
+    )
     args = parser.parse_args(argv)
     which = set(args.which)
     everything = "all" in which
@@ -29,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import spike
 
         phase = 30 if args.long else 10
-        spike.run(steady_s=phase, spike_s=30 if args.long else 10, after_s=phase)
+        spike.run(
+            steady_s=phase,
+            spike_s=30 if args.long else 10,
+            after_s=phase,
+            max_loop_lag_ms=args.max_loop_lag_ms,
+            busy_cores=args.busy_cores,
+        )
     if everything or "reload" in which:
         from eval.bench import reload_load
 

@@ -23,16 +23,9 @@ from engine.engine import DecisionRequest, Engine
 from engine.policy.loader import LoadedPolicy, load_policy
 from engine.rules import RulesCache
 from engine.workflow import RecordingIntegrations
+from eval.bench.messages import MESSAGES
 from eval.bench.report import emit, summary
 
-MESSAGES = [
-    "What is your refund policy for prescription products?",
-    "I need to open a ticket because my order never arrived.",
-    "I experienced a severe headache and nausea right after taking the medication.",
-    "can u change the address on order 5521 pls",
-    "My mother fainted after her second dose, what should we do?",
-    "Does ibuprofen interact with lisinopril? Asking before I buy.",
-]
 PII_MESSAGE = (
     "Hi, I'm writing about order 99812. You can reach me at jane.doe@example.com or "
     "+1 415-555-0100, or my husband at (415) 555 0199. Card used: 4111 1111 1111 1111, "

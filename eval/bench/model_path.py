@@ -18,20 +18,9 @@ from engine.backends.model_files import QWEN25_CODER_05B, assemble_model, defaul
 from engine.categories import Channel
 from engine.policy.loader import load_policy
 from engine.prompts import PromptBuilder
+from eval.bench.messages import MODEL_MESSAGES as MESSAGES
 from eval.bench.report import emit, summary
 
-MESSAGES = [
-    "What is your refund policy for prescription products?",
-    "I need to open a ticket because my order never arrived.",
-    "I experienced a severe headache and nausea right after taking the medication.",
-    "can u change the address on order 5521 pls",
-    "My mother fainted after her second dose, what should we do?",
-    "Does ibuprofen interact with lisinopril?",
-    "please cancel my subscription",
-    "the pills in my refill look different from last time",
-    "what are your opening hours on sunday",
-    "I got hives all over after the new antibiotic",
-]
 JSON_INSTRUCTION = (
     '\n\nAnswer with JSON only: {"label": "<one of: information, action, safety>", '
     '"rationale": "<one sentence>"}'

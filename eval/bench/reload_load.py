@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from eval.bench import loadgen
+from eval.bench import loadgen, openloop
 from eval.bench.report import emit, summary
 
 THRESHOLDS = (0.55, 0.56)
@@ -67,8 +67,8 @@ def run(*, reloads: int = 100, rps: float = 100, gap_s: float = 0.1) -> dict[str
             compiled_before = loadgen.metric_value(server.url, "switchboard_rulesets_compiled")
             done: list[tuple[float, int, str, float]] = []
 
-            async def main() -> loadgen.Run:
-                client = loadgen.OpenLoop(server.url, timeout_s=10)
+            async def main() -> openloop.Run:
+                client = openloop.OpenLoop(server.url, timeout_s=10)
                 stop = asyncio.Event()
                 reloader = asyncio.create_task(_reloads(server.url, policies, reloads, gap_s, done))
                 reloader.add_done_callback(lambda _: stop.set())

@@ -16,14 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from eval.bench import loadgen
+from eval.bench import loadgen, openloop
 from eval.bench.report import emit, summary
 
 
 def _load(url: str, seconds: int, connections: int) -> dict[str, float]:
     if loadgen.have_wrk():
         return loadgen.wrk(url + "/classify", seconds=seconds, connections=connections)
-    run = loadgen.closed_loop(url, connections=connections, seconds=seconds)
+    run = openloop.closed_loop(url, connections=connections, seconds=seconds)
     ok = [r.latency_s for r in run.results if r.status == 200]
     s = summary(ok, 1000, 2)
     return {

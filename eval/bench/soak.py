@@ -14,11 +14,13 @@ plateau does not).
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from eval.bench import loadgen
+from eval.bench import loadgen, openloop
 from eval.bench.report import emit, summary
 
 
@@ -45,13 +47,15 @@ def run(*, seconds: float = 60, rps: float = 100, sample_s: float = 10) -> dict[
                     server.url, "switchboard_rulesets_compiled"
                 ) or float("nan")
                 samples.append({"t_s": round(t, 1), **point})
+                # Progress on stderr: a 30-minute run that is interrupted still leaves its data.
+                print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
 
-            async def main() -> loadgen.Run:
-                warm = loadgen.OpenLoop(server.url, keep_bodies=False, unique=True)
+            async def main() -> openloop.Run:
+                warm = openloop.OpenLoop(server.url, keep_bodies=False, unique=True)
                 await warm.run(lambda _t: rps, 5)
                 await asyncio.sleep(1)  # start and end are read idle: no client connections open
                 sample(0.0)
-                client = loadgen.OpenLoop(
+                client = openloop.OpenLoop(
                     server.url,
                     keep_bodies=False,
                     unique=True,

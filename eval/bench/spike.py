@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from eval.bench import loadgen
-from eval.bench.loadgen import Result
+from eval.bench import loadgen, openloop
+from eval.bench.openloop import Result
 from eval.bench.report import emit, percentile, summary
 
 BUDGET_MS = 250.0
@@ -102,7 +102,10 @@ def run(
     latency_ms: float = 50,
     concurrency: int = 4,
     mode: str = "reject",
+    max_loop_lag_ms: float = 0,
+    busy_cores: int = 0,
 ) -> dict[str, Any]:
+    """``busy_cores`` processes spin for the whole run: a machine shared with noisy neighbours."""
     capacity = concurrency / (latency_ms / 1000)
     steady = round(0.8 * capacity)
     spike = 10 * steady
@@ -110,14 +113,18 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         set_overload(loadgen.policy_workdir(work), mode)
-        with loadgen.service(
-            work, latency_ms=latency_ms, concurrency=concurrency, queue=queue
-        ) as server:
-            warm = loadgen.OpenLoop(server.url)
+        extra = {"SWITCHBOARD_MAX_LOOP_LAG_MS": str(max_loop_lag_ms)}
+        with (
+            loadgen.busy(busy_cores),
+            loadgen.service(
+                work, latency_ms=latency_ms, concurrency=concurrency, queue=queue, **extra
+            ) as server,
+        ):
+            warm = openloop.OpenLoop(server.url)
             asyncio.run(warm.run(lambda _t: steady, 2))
             start, end = steady_s, steady_s + spike_s
             total = steady_s + spike_s + after_s
-            client = loadgen.OpenLoop(
+            client = openloop.OpenLoop(
                 server.url, timeout_s=5, max_requests=int(spike * (total + 5))
             )
             run_ = asyncio.run(client.run(lambda t: spike if start <= t < end else steady, total))
@@ -137,6 +144,8 @@ def run(
             "model_concurrency": concurrency,
             "model_queue": queue,
             "overload_mode": mode,
+            "max_loop_lag_ms": max_loop_lag_ms,
+            "busy_cores": busy_cores,
             "steady_rps": steady,
             "spike_rps": spike,
             "phases_s": [steady_s, spike_s, after_s],

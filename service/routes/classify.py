@@ -76,7 +76,7 @@ async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
                 headers={"Retry-After": str(overload.retry_after_s)},
             )
         state.metrics.shed.labels("degraded").inc()
-        model_allowed, reason = False, "overloaded: model queue full"
+        model_allowed, reason = False, state.guard.overload_reason()
     state.metrics.in_flight.inc()
     try:
         record = await engine.decide(

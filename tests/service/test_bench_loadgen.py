@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 
-from eval.bench import loadgen, spike
-from eval.bench.loadgen import Result
+from eval.bench import openloop, spike
+from eval.bench.openloop import Result
 from tests.service.conftest import ServeFactory
 
 
 def test_open_loop_offers_the_rate_and_sees_every_response(make_served: ServeFactory) -> None:
     served = make_served()
-    client = loadgen.OpenLoop(served.url, timeout_s=5, max_requests=30)
+    client = openloop.OpenLoop(served.url, timeout_s=5, max_requests=30)
     run = asyncio.run(client.run(lambda _t: 50, 2))
     assert len(run.results) == 30  # bounded by count before time ran out
     assert {r.status for r in run.results} == {200}
@@ -26,17 +26,17 @@ def test_open_loop_offers_the_rate_and_sees_every_response(make_served: ServeFac
 
 
 def test_a_request_past_its_deadline_is_a_timeout() -> None:
-    async def main() -> loadgen.Run:
+    async def main() -> openloop.Run:
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 await reader.read()  # never answers; returns when the client hangs up
             finally:
                 writer.close()
 
-        server = await asyncio.start_server(silent, loadgen.HOST, 0)
+        server = await asyncio.start_server(silent, openloop.HOST, 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
-            client = loadgen.OpenLoop(f"http://{loadgen.HOST}:{port}", timeout_s=0.2)
+            client = openloop.OpenLoop(f"http://{openloop.HOST}:{port}", timeout_s=0.2)
             return await client.run(lambda _t: 20, 0.2)
 
     run = asyncio.run(main())

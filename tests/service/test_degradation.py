@@ -65,3 +65,61 @@ def test_circuit_opens_after_repeated_failures(make_served: ServeFactory) -> Non
     assert last["category"] == "safety_compliance"
     assert "circuit open" in " ".join(s["detail"] for s in last["decision_path"])
     assert "switchboard_circuit_open 1.0" in served.client.get("/metrics").text
+
+
+def _reject_with_429(d: dict[str, Any]) -> None:
+    d["fallbacks"]["overload"] = {"mode": "reject", "status_code": 429, "retry_after_s": 2}
+
+
+async def _while_model_busy(url: str, body: bytes) -> tuple[list[httpx.Response], str]:
+    """Two requests with ``body`` on one connection while one slow decision holds the model."""
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30) as busy,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        slow = asyncio.create_task(busy.post("/classify", json={"message": "where is my order"}))
+        for _ in range(100):  # until the slow one holds the only model slot
+            if "switchboard_model_queue" in (metrics := (await client.get("/metrics")).text) and (
+                "switchboard_in_flight 1.0" in metrics
+            ):
+                break
+            await asyncio.sleep(0.02)
+        refused = [
+            await client.post(
+                "/classify", content=body, headers={"content-type": "application/json"}
+            )
+            for _ in range(2)
+        ]
+        assert (await slow).status_code == 200
+        return refused, (await client.get("/metrics")).text
+
+
+def test_overload_refusal_comes_before_the_body_is_read(
+    make_served: ServeFactory, edit_policy: Editor
+) -> None:
+    edit_policy("policy.yaml", _reject_with_429)
+    backend = FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9), latency_s=1.0)
+    served = make_served(backend, model_concurrency=1, model_queue=0)
+    # Malformed JSON: answered 429, not 400, so nothing parsed it; and the connection survives.
+    refused, metrics = asyncio.run(_while_model_busy(served.url, b'{"message": '))
+    assert [r.status_code for r in refused] == [429, 429]
+    assert all(r.headers["retry-after"] == "2" for r in refused)
+    assert all(r.headers["content-type"] == "application/problem+json" for r in refused)
+    assert refused[0].json()["title"] == "Over capacity"
+    assert 'switchboard_shed_total{action="rejected"} 2.0' in metrics
+    # With the model free again the same body reaches the parser and gets its 400.
+    after = served.client.post(
+        "/classify", content=b'{"message": ', headers={"content-type": "application/json"}
+    )
+    assert after.status_code == 400
+
+
+def test_degrade_policy_is_never_refused_early(make_served: ServeFactory) -> None:
+    backend = FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9), latency_s=1.0)
+    served = make_served(backend, model_concurrency=1, model_queue=0)
+    body = b'{"message": "I had a seizure after the second dose"}'
+    answered, _ = asyncio.run(_while_model_busy(served.url, body))
+    assert [r.status_code for r in answered] == [200, 200]
+    assert all(r.json()["degraded"] for r in answered)
+    assert all(r.json()["category"] == "safety_compliance" for r in answered)
+    assert "model queue full" in " ".join(s["detail"] for s in answered[0].json()["decision_path"])
