@@ -8,7 +8,8 @@ share it: ``redact`` is safe to call from many threads.
   downloaded). Entities that need named-entity recognition (PERSON, LOCATION, ...) are
   therefore unavailable; a policy naming one is rejected at construction.
 - Recognizers: Presidio's predefined pattern/validation recognizers for the entity types the
-  policy names, plus one ``PatternRecognizer`` per ``custom_patterns`` entry.
+  policy names, plus one ``PatternRecognizer`` per ``custom_patterns`` entry. The phone
+  recognizer searches the national formats of ``phone_regions`` only, when the policy sets it.
 - Offline: Presidio's email recognizer validates domains with ``tldextract``, whose default
   extractor fetches the public suffix list over HTTP on first use (and caches it in
   ``~/.cache``). Here it is replaced by a subclass using a private ``TLDExtract`` that reads only
@@ -24,6 +25,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import phonenumbers
 import spacy
 import tldextract
 from presidio_analyzer import (
@@ -34,7 +36,11 @@ from presidio_analyzer import (
     RecognizerRegistry,
 )
 from presidio_analyzer.nlp_engine import SpacyNlpEngine
-from presidio_analyzer.predefined_recognizers import EmailRecognizer, SpacyRecognizer
+from presidio_analyzer.predefined_recognizers import (
+    EmailRecognizer,
+    PhoneRecognizer,
+    SpacyRecognizer,
+)
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
 
@@ -104,7 +110,9 @@ def offline_tld_extractor() -> tldextract.TLDExtract:
 
 
 def _predefined_recognizers(
-    nlp_engine: _BlankSpacyNlpEngine, extractor: tldextract.TLDExtract
+    nlp_engine: _BlankSpacyNlpEngine,
+    extractor: tldextract.TLDExtract,
+    phone_regions: Sequence[str] | None = None,
 ) -> list[EntityRecognizer]:
     """Presidio's predefined English recognizers that work without NER, made offline."""
     registry = RecognizerRegistry(supported_languages=[LANGUAGE])
@@ -116,6 +124,16 @@ def _predefined_recognizers(
             continue  # reads NER entities, which a blank pipeline never produces
         if isinstance(recognizer, EmailRecognizer):
             recognizers.append(_OfflineEmailRecognizer(extractor, context=recognizer.context))
+        elif isinstance(recognizer, PhoneRecognizer) and phone_regions is not None:
+            # The phone matcher scans the whole text once per region: the dominant cost of
+            # redacting a long message (35 of 37 ms for 1,000 characters with eight regions).
+            recognizers.append(
+                PhoneRecognizer(
+                    context=recognizer.context,
+                    supported_regions=tuple(phone_regions),
+                    leniency=recognizer.leniency,
+                )
+            )
         else:
             recognizers.append(recognizer)
     return recognizers
@@ -175,7 +193,13 @@ class PresidioRedactor:
     def _build(self) -> AnalyzerEngine:
         nlp_engine = _BlankSpacyNlpEngine()
         nlp_engine.load()
-        available = _predefined_recognizers(nlp_engine, offline_tld_extractor())
+        regions = self._redaction.phone_regions or None  # empty: Presidio's default regions
+        unknown = sorted(set(regions or ()) - phonenumbers.SUPPORTED_REGIONS)
+        if unknown:
+            raise RedactionConfigError(
+                f"redaction.phone_regions: {', '.join(unknown)} unknown; use ISO 3166 codes"
+            )
+        available = _predefined_recognizers(nlp_engine, offline_tld_extractor(), regions)
         available += _custom_recognizers(dict(self._redaction.custom_patterns))
         missing = sorted(set(self.entities) - _supported(available))
         if missing:

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import phonenumbers
+
 from engine.categories import CATEGORIES, Category, Channel
 from engine.policy.model import ChannelAdjustment as _ChannelAdjustment
 from engine.policy.model import (
@@ -214,6 +216,13 @@ def check_workflows(s: Sections) -> Iterator[Finding]:
 def check_redaction(s: Sections) -> Iterator[Finding]:
     if s.redaction is None:
         return
+    for i, region in enumerate(s.redaction.phone_regions):
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            yield (
+                ("redaction", "phone_regions", i),
+                f"{region!r} is not a region the phone number library knows "
+                "(use ISO 3166 codes: GB, not UK)",
+            )
     for entity, patterns in s.redaction.custom_patterns.items():
         for i, pattern in enumerate(patterns):
             try:

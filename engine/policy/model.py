@@ -288,6 +288,13 @@ class Redaction(_Strict):
         Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z_]{1,40}$")],
         list[Annotated[str, StringConstraints(min_length=1, max_length=500)]],
     ] = Field(default_factory=dict, description="Extra entity types, each with regexes.")
+    phone_regions: list[Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]] = Field(
+        default_factory=list,
+        description="Regions whose national phone formats PHONE_NUMBER looks for (ISO 3166 "
+        "codes such as US, GB). Numbers written with +country code are found whatever this "
+        "says. Each region costs about 4 ms per 1,000 characters of message. Empty or unset: "
+        "Presidio's eight (US, GB, DE, FR, IL, IN, CA, BR).",
+    )
 
 
 class CostMatrix(_Strict):

@@ -237,3 +237,24 @@ def test_pipeline_is_renewed_so_the_vocabulary_stays_bounded() -> None:
         sizes.append(strings())
     assert redactor.renewals >= 7
     assert max(sizes) < min(sizes) + 400  # without renewal it grows by ~4 strings a message
+
+
+def test_phone_regions_limit_national_formats_not_international_ones() -> None:
+    redactor = PresidioRedactor(Redaction(entities=["PHONE_NUMBER"], phone_regions=["US"]))
+    german, british = "030 12345678", "020 7946 0958"
+    result = redactor.redact(f"call {german} or {british} or +44 20 7946 0958 or (415) 555 0199")
+    # National formats of regions not listed stay (the policy said where its callers are) ...
+    assert german in result.text
+    assert british in result.text
+    # ... while +country-code numbers and the listed region's numbers are always found.
+    assert result.text.count("<PHONE_NUMBER>") == 2
+    assert "415" not in result.text
+    assert "+44" not in result.text
+
+    both = PresidioRedactor(Redaction(entities=["PHONE_NUMBER"], phone_regions=["US", "GB"]))
+    assert british not in both.redact(f"call {british}").text
+
+
+def test_unknown_phone_region_is_a_config_error() -> None:
+    with pytest.raises(RedactionConfigError, match="UK"):
+        PresidioRedactor(Redaction(entities=["PHONE_NUMBER"], phone_regions=["US", "UK"]))

@@ -78,6 +78,8 @@ def _set(path: list[Any], value: Any) -> Any:
         ("policy.yaml", ["fallbacks", "timeout", "category"], "urgent", "is not one of"),
         ("policy.yaml", ["thresholdz"], {}, "Additional properties"),
         ("rules.yaml", ["keyword_groups", "symptom", "patterns"], ["(unclosed"], "invalid regex"),
+        ("policy.yaml", ["redaction", "phone_regions"], ["US", "UK"], "GB, not UK"),
+        ("policy.yaml", ["redaction", "phone_regions"], ["usa"], "does not match"),
         ("rules.yaml", ["keyword_groups", "symptom", "keywords"], [], None),
         (
             "workflows.yaml",
