@@ -166,20 +166,26 @@ def _supported(recognizers: Sequence[EntityRecognizer]) -> set[str]:
     return {entity for recognizer in recognizers for entity in recognizer.supported_entities}
 
 
+log = logging.getLogger("switchboard.pii")
+
 RENEW_EVERY = 50_000  # messages per blank spaCy pipeline (a rebuild takes a few hundred ms)
 
 
 class PresidioRedactor:
     """Replaces the policy's PII entity types with ``<ENTITY_TYPE>`` placeholders."""
 
-    def __init__(self, redaction: Redaction, *, renew_every: int = RENEW_EVERY) -> None:
+    def __init__(
+        self, redaction: Redaction, *, renew_every: int = RENEW_EVERY, background: bool = True
+    ) -> None:
         self.entities: tuple[str, ...] = tuple(
             sorted(set(redaction.entities) | set(redaction.custom_patterns))
         )
         self._redaction = redaction
         self._renew_every = renew_every
+        self._background = background
         self._served = 0
         self.renewals = 0
+        self._renewing: threading.Thread | None = None
         self._lock = threading.Lock()
         self._analyzer: AnalyzerEngine | None = None
         self._anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
@@ -220,13 +226,32 @@ class PresidioRedactor:
         )
 
     def _renew_if_due(self) -> None:
-        """spaCy interns every token it has seen, forever (~2.5 KB per message of real traffic):
-        a fresh blank pipeline every ``renew_every`` messages keeps memory flat. Called locked."""
+        """spaCy interns every token it has seen, forever (~2 KB per message of real traffic):
+        a fresh blank pipeline every ``renew_every`` messages keeps memory bounded. Called
+        locked. Building one takes ~250 ms, so by default it is built in a thread while the
+        current one keeps serving, and swapped in when ready: no request waits for it."""
         self._served += 1
-        if self._served > self._renew_every:
-            self._analyzer = self._build()
-            self._served = 0
+        if self._served <= self._renew_every or self._renewing is not None:
+            return
+        if not self._background:
+            self._analyzer, self._served = self._build(), 0
             self.renewals += 1
+            return
+        self._renewing = threading.Thread(target=self._renew, name="pii-renew", daemon=True)
+        self._renewing.start()
+
+    def _renew(self) -> None:
+        try:
+            fresh: AnalyzerEngine | None = self._build()
+        except Exception:  # the current pipeline keeps serving; try again later
+            log.exception("PII pipeline renewal failed")
+            fresh = None
+        with self._lock:
+            if fresh is not None:
+                self._analyzer = fresh
+                self.renewals += 1
+            self._served = 0
+            self._renewing = None
 
     def redact(self, text: str) -> Redacted:
         """Return ``text`` with every finding replaced; raise ``RedactionFailedError`` on error."""

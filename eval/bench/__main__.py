@@ -1,4 +1,4 @@
-"""``python -m eval.bench [engine|model|service|spike|reload|soak|audit|all] [--long]``.
+"""``python -m eval.bench [engine|model|service|spike|reload|soak|profile|audit|all] [--long]``.
 
 Spike options: ``--max-loop-lag-ms N`` and ``--busy-cores K`` (see ``eval/bench/spike.py``).
 """
@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import soak
 
         soak.run(seconds=1800 if args.long else 60, sample_s=60 if args.long else 10)
+    if everything or "profile" in which:
+        from eval.bench import profile
+
+        profile.run()
     if everything or "audit" in which:
         from eval.bench import audit_store
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -224,7 +225,9 @@ def test_construction_and_redaction_make_no_network_calls(
 
 def test_pipeline_is_renewed_so_the_vocabulary_stays_bounded() -> None:
     """spaCy interns every new token forever; real traffic is full of new tokens."""
-    redactor = PresidioRedactor(Redaction(entities=["EMAIL_ADDRESS"]), renew_every=50)
+    redactor = PresidioRedactor(
+        Redaction(entities=["EMAIL_ADDRESS"]), renew_every=50, background=False
+    )
 
     def strings() -> int:
         analyzer: Any = redactor._analyzer
@@ -237,6 +240,23 @@ def test_pipeline_is_renewed_so_the_vocabulary_stays_bounded() -> None:
         sizes.append(strings())
     assert redactor.renewals >= 7
     assert max(sizes) < min(sizes) + 400  # without renewal it grows by ~4 strings a message
+
+
+def test_renewal_in_the_background_never_stops_redaction() -> None:
+    redactor = PresidioRedactor(Redaction(entities=["EMAIL_ADDRESS"]), renew_every=20)
+    first = redactor._analyzer
+    served_while_building = 0
+    for i in range(21):
+        redactor.redact(f"ref kp{i}w mail a{i}@example.com")
+    deadline = time.monotonic() + 30
+    while redactor.renewals == 0 and time.monotonic() < deadline:
+        out = redactor.redact(f"mail b{served_while_building}@example.com")
+        assert out.text == "mail <EMAIL_ADDRESS>"
+        served_while_building += 1
+    assert redactor.renewals == 1
+    assert redactor._analyzer is not first
+    assert served_while_building > 0  # the old pipeline answered while the new one was built
+    assert redactor.redact("mail c@example.com").text == "mail <EMAIL_ADDRESS>"
 
 
 def test_phone_regions_limit_national_formats_not_international_ones() -> None:
