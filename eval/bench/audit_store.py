@@ -18,13 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from engine.backends.fake import FakeBackend, Scripted
-from engine.categories import Category
-from engine.engine import DecisionRequest, Engine
+from engine.engine import DecisionRequest
 from engine.policy.loader import load_policy
 from engine.record import DecisionRecord
-from engine.rules import RulesCache
-from engine.workflow import RecordingIntegrations
+from eval.bench.engine_overhead import fake_engine
 from eval.bench.report import emit, summary
 from service.store import AuditStore, SQLiteAuditStore
 
@@ -33,12 +30,7 @@ POSTGRES = os.environ.get("SWITCHBOARD_BENCH_POSTGRES", "postgresql://postgres@1
 
 async def _records(n: int) -> list[DecisionRecord]:
     loaded = load_policy(Path("policies/contact-center"), Path("prompts"))
-    engine = Engine.build(
-        loaded,
-        FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9)),
-        rules_cache=RulesCache(),
-        integrations=RecordingIntegrations(),
-    )
+    engine = fake_engine(loaded, 0.9)
     template = await engine.decide(
         DecisionRequest(message="I need to open a ticket because my order never arrived.")
     )

@@ -62,11 +62,18 @@ def with_many_rules(source: Path, count: int, work: Path) -> Path:
     return target
 
 
-async def _overhead(loaded: LoadedPolicy, n: int) -> tuple[list[float], int]:
-    backend = FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.7))
-    engine = Engine.build(
-        loaded, backend, rules_cache=RulesCache(), integrations=RecordingIntegrations()
+def fake_engine(loaded: LoadedPolicy, probability: float = 0.7) -> Engine:
+    """An engine on the fake backend at zero latency, always answering service_action."""
+    return Engine.build(
+        loaded,
+        FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, probability)),
+        rules_cache=RulesCache(),
+        integrations=RecordingIntegrations(),
     )
+
+
+async def _overhead(loaded: LoadedPolicy, n: int) -> tuple[list[float], int]:
+    engine = fake_engine(loaded)
     for m in MESSAGES * 20:  # warm caches and the allocator
         await engine.decide(DecisionRequest(message=m))
     samples: list[float] = []

@@ -15,13 +15,9 @@ import pstats
 from pathlib import Path
 from typing import Any
 
-from engine.backends.fake import FakeBackend, Scripted
-from engine.categories import Category
-from engine.engine import DecisionRequest, Engine
+from engine.engine import DecisionRequest
 from engine.policy.loader import load_policy
-from engine.rules import RulesCache
-from engine.workflow import RecordingIntegrations
-from eval.bench.engine_overhead import PII_MESSAGE
+from eval.bench.engine_overhead import PII_MESSAGE, fake_engine
 from eval.bench.messages import MESSAGES
 from eval.bench.report import emit
 
@@ -62,12 +58,7 @@ def _shares(profile: cProfile.Profile, watch: dict[str, tuple[str, str]]) -> dic
 
 def run(*, decisions: int = 3000, redactions: int = 50) -> dict[str, Any]:
     loaded = load_policy(Path("policies/contact-center"), Path("prompts"))
-    engine = Engine.build(
-        loaded,
-        FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.7)),
-        rules_cache=RulesCache(),
-        integrations=RecordingIntegrations(),
-    )
+    engine = fake_engine(loaded)
 
     async def decide(n: int) -> None:
         for i in range(n):
