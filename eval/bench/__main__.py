@@ -1,4 +1,6 @@
-"""``python -m eval.bench [engine|model|service|spike|reload|soak|profile|audit|all] [--long]``.
+"""``python -m eval.bench [WHICH ...] [--long]``: the benchmarks, short by default.
+
+WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, or all (default).
 
 Spike options: ``--max-loop-lag-ms N`` and ``--busy-cores K`` (see ``eval/bench/spike.py``).
 """
@@ -51,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             max_loop_lag_ms=args.max_loop_lag_ms,
             busy_cores=args.busy_cores,
         )
+    if everything or "refusal" in which:
+        from eval.bench import refusal
+
+        refusal.run()
     if everything or "reload" in which:
         from eval.bench import reload_load
 
