@@ -38,7 +38,7 @@ def _load(url: str, seconds: int, connections: int) -> dict[str, float]:
     }
 
 
-def run(*, seconds: int = 10, rounds: int = 1, connections: int = 128) -> dict[str, Any]:
+def run(*, seconds: int = 10, rounds: int = 1, connections: int = 64) -> dict[str, Any]:
     """``rounds`` interleaved passes (bare, 0 ms, 50 ms); the median pass per server counts."""
     passes: dict[str, list[dict[str, float]]] = {"bare": [], "fake_0ms": [], "fake_50ms": []}
     with tempfile.TemporaryDirectory() as tmp:
