@@ -58,19 +58,21 @@ def test_lag_average_follows_lateness() -> None:
 
 
 def test_monitor_sees_a_blocked_loop_and_then_its_recovery() -> None:
-    async def main() -> tuple[float, float]:
+    async def main() -> tuple[float, float, float]:
         monitor = LoopLagMonitor(interval_s=0.005)
         monitor.start()
-        await asyncio.sleep(0.05)
-        for _ in range(3):
-            time.sleep(0.08)
-            await asyncio.sleep(0)  # the monitor wakes ~75 ms late, and sleeps again
+        await asyncio.sleep(0.3)
+        idle = monitor.lag_ms
+        for _ in range(4):
+            time.sleep(0.08)  # the monitor's wake-up is now ~75 ms overdue
+            await asyncio.sleep(0.001)  # it runs (overdue timers first), then we block again
         blocked = monitor.lag_ms
         await asyncio.sleep(0.5)
         recovered = monitor.lag_ms
         await monitor.stop()
-        return blocked, recovered
+        return idle, blocked, recovered
 
-    blocked, recovered = asyncio.run(main())
-    assert blocked > 30, blocked
-    assert recovered < blocked / 3, (blocked, recovered)
+    idle, blocked, recovered = asyncio.run(main())
+    assert blocked > 15, (idle, blocked)
+    assert blocked > idle + 10, (idle, blocked)
+    assert recovered < blocked / 2, (blocked, recovered)
