@@ -192,6 +192,11 @@ class PresidioRedactor:
         self._operators = {"DEFAULT": OperatorConfig("replace")}  # "<ENTITY_TYPE>"
         if not self.entities:
             return  # nothing to find; an empty registry would make Presidio load every recognizer
+        unknown = sorted(set(redaction.phone_regions) - phonenumbers.SUPPORTED_REGIONS)
+        if unknown:
+            raise RedactionConfigError(
+                f"redaction.phone_regions: {', '.join(unknown)} unknown; use ISO 3166 codes"
+            )
         self._analyzer = self._build()
         # Load lazy state (phone metadata, suffix list, compiled regexes) before any caller waits.
         self.redact(_WARMUP_TEXT)
@@ -200,11 +205,6 @@ class PresidioRedactor:
         nlp_engine = _BlankSpacyNlpEngine()
         nlp_engine.load()
         regions = self._redaction.phone_regions or None  # empty: Presidio's default regions
-        unknown = sorted(set(regions or ()) - phonenumbers.SUPPORTED_REGIONS)
-        if unknown:
-            raise RedactionConfigError(
-                f"redaction.phone_regions: {', '.join(unknown)} unknown; use ISO 3166 codes"
-            )
         available = _predefined_recognizers(nlp_engine, offline_tld_extractor(), regions)
         available += _custom_recognizers(dict(self._redaction.custom_patterns))
         missing = sorted(set(self.entities) - _supported(available))

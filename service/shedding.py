@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.middleware import send_problem
 
 CLASSIFY_PATH = "/classify"
+OVER_CAPACITY = ("Over capacity", "Retry later.")
+"""Title and detail of every overload refusal, early here or late in the route."""
 
 
 class OverloadShedding:
@@ -51,7 +53,5 @@ async def _shed(scope: Scope, receive: Receive, send: Send) -> bool:
             return True
         more = message.get("more_body", False)
     state.metrics.shed.labels("rejected").inc()
-    await send_problem(
-        send, status, "Over capacity", "Retry later.", [(b"retry-after", str(retry_after).encode())]
-    )
+    await send_problem(send, status, *OVER_CAPACITY, [(b"retry-after", str(retry_after).encode())])
     return True

@@ -21,11 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
 from eval.bench.messages import BODIES
 from eval.bench.openloop import HOST
@@ -39,6 +41,16 @@ def free_port() -> int:
         s.bind((HOST, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def edit_policy(
+    policies: Path, change: Callable[[dict[str, Any]], None], *, policy: str = "contact-center"
+) -> None:
+    """Apply ``change`` to a policy copy's ``policy.yaml`` (comments are not kept)."""
+    path = policies / policy / "policy.yaml"
+    data = yaml.safe_load(path.read_text("utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
 
 
 def policy_workdir(root: Path) -> Path:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from eval.bench import loadgen, spike
 from eval.bench.report import emit
@@ -32,10 +31,7 @@ def run(*, seconds: int = 10, connections: int = 128) -> dict[str, Any]:
         work = Path(tmp)
         policies = loadgen.policy_workdir(work)
         spike.set_overload(policies, "reject")
-        policy_file = policies / "contact-center" / "policy.yaml"
-        data = yaml.safe_load(policy_file.read_text("utf-8"))
-        data["fallbacks"]["model_deadline_ms"] = HOLD_MS
-        policy_file.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+        loadgen.edit_policy(policies, lambda d: d["fallbacks"].update(model_deadline_ms=HOLD_MS))
         with loadgen.service(
             work, latency_ms=HOLD_MS, concurrency=1, queue=0, SWITCHBOARD_WARM_UP="false"
         ) as server:

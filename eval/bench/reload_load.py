@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from eval.bench import loadgen, openloop
 from eval.bench.report import emit, summary
@@ -29,10 +28,7 @@ THRESHOLDS = (0.55, 0.56)
 
 
 def _set_threshold(policies: Path, value: float) -> None:
-    path = policies / "contact-center" / "policy.yaml"
-    data = yaml.safe_load(path.read_text("utf-8"))
-    data["thresholds"]["service_action"] = value
-    path.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+    loadgen.edit_policy(policies, lambda d: d["thresholds"].update(service_action=value))
 
 
 async def _reloads(

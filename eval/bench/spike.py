@@ -24,8 +24,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from eval.bench import loadgen, openloop
 from eval.bench.openloop import Result
 from eval.bench.report import emit, percentile, summary
@@ -35,14 +33,8 @@ WINDOW_S = 0.5
 
 
 def set_overload(policies: Path, mode: str, status: int = 429, retry_after_s: int = 1) -> None:
-    path = policies / "contact-center" / "policy.yaml"
-    data = yaml.safe_load(path.read_text("utf-8"))
-    data["fallbacks"]["overload"] = {
-        "mode": mode,
-        "status_code": status,
-        "retry_after_s": retry_after_s,
-    }
-    path.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+    overload = {"mode": mode, "status_code": status, "retry_after_s": retry_after_s}
+    loadgen.edit_policy(policies, lambda d: d["fallbacks"].update(overload=overload))
 
 
 def queue_for_budget(concurrency: int, latency_ms: float, budget_ms: float) -> int:

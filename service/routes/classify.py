@@ -14,6 +14,7 @@ from engine.record import DecisionRecord
 from service.api import ClassifyRequest, ClassifyResponse
 from service.logs import decision_fields
 from service.problems import ProblemError, documented
+from service.shedding import OVER_CAPACITY
 from service.state import app_state
 
 router = APIRouter(tags=["decisions"])
@@ -71,8 +72,7 @@ async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
             state.metrics.shed.labels("rejected").inc()
             raise ProblemError(
                 overload.status_code,
-                "Over capacity",
-                "Retry later.",
+                *OVER_CAPACITY,
                 headers={"Retry-After": str(overload.retry_after_s)},
             )
         state.metrics.shed.labels("degraded").inc()
