@@ -1,7 +1,7 @@
 """The ``switchboard`` command: check policies, classify, diff, write the schema, install the model.
 
-Other packages add subcommands (``serve``, ``eval``) through the ``switchboard.commands``
-entry-point group, so the engine never imports the service.
+Other packages add subcommands (``serve``, ``eval``, ``diff``) through the
+``switchboard.commands`` entry-point group, so the engine never imports the service or eval.
 """
 
 from __future__ import annotations
@@ -15,28 +15,28 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from engine import policy_diff
+from engine.backends.fake import FakeBackend
 from engine.backends.registry import BACKENDS, BackendSettings, build_backend
 from engine.categories import Channel
-from engine.engine import DecisionRequest, Engine
+from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.rules import RulesCache
+from engine.decide.workflow import RecordingIntegrations
 from engine.errors import PolicyError, PolicyNotFoundError, PolicyProblem, SwitchboardError
-from engine.policy.loader import SCHEMA_FILE, load_catalog, schema_text
-from engine.rules import RulesCache
-from engine.workflow import RecordingIntegrations
+from engine.pii.base import Redactor
+from engine.policy.loader import (
+    SCHEMA_FILE,
+    default_policies_dir,
+    default_prompts_dir,
+    load_catalog,
+    schema_text,
+)
+from engine.policy.model import Redaction
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def default_policies_dir() -> Path:
-    return Path(os.environ.get("SWITCHBOARD_POLICIES", "policies"))
-
-
-def default_prompts_dir(policies_dir: Path) -> Path:
-    env = os.environ.get("SWITCHBOARD_PROMPTS")
-    return Path(env) if env else policies_dir.resolve().parent / "prompts"
-
-
 def _check(args: argparse.Namespace) -> int:
+    """Load and build every policy exactly as a reload does; print every problem."""
     policies = Path(args.directory)
     prompts = Path(args.prompts) if args.prompts else default_prompts_dir(policies)
     problems: list[PolicyProblem] = []
@@ -45,6 +45,13 @@ def _check(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         problems = list(exc.problems)
         catalog = {}
+    rules_cache = RulesCache()
+    unused = FakeBackend()  # building never calls the model
+    for loaded in catalog.values():
+        try:
+            Engine.build(loaded, unused, rules_cache=rules_cache, redactor_factory=_presidio)
+        except PolicyError as exc:
+            problems.extend(exc.problems)
     schema_file = policies / SCHEMA_FILE
     if schema_file.is_file() and schema_file.read_text(encoding="utf-8") != schema_text():
         problems.append(
@@ -60,6 +67,12 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _presidio(redaction: Redaction) -> Redactor:
+    from engine.pii.presidio import PresidioRedactor
+
+    return PresidioRedactor(redaction)
+
+
 def _schema(args: argparse.Namespace) -> int:
     text = schema_text()
     if args.write:
@@ -71,21 +84,13 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def backend_settings_from(args: argparse.Namespace) -> BackendSettings:
-    return BackendSettings(
-        name=args.backend,
-        ollama_host=os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"),
-        ollama_model=os.environ.get("SWITCHBOARD_OLLAMA_MODEL", "qwen2.5:7b-instruct"),
-    )
-
-
 async def _classify_async(args: argparse.Namespace) -> int:
     policies = Path(args.policies)
     catalog = load_catalog(policies, default_prompts_dir(policies))
     policy_id = args.policy or next(iter(catalog))
     if policy_id not in catalog:
         raise PolicyNotFoundError(policy_id, sorted(catalog))
-    backend = build_backend(backend_settings_from(args))
+    backend = build_backend(BackendSettings.from_env(args.backend))
     try:
         engine = Engine.build(
             catalog[policy_id],
@@ -145,8 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadline-ms", type=int, help="model deadline (default: the policy's fallbacks)"
     )
     classify.set_defaults(handler=_classify)
-
-    policy_diff.register(sub)
 
     model = sub.add_parser("model", help="assemble and verify the embedded model file")
     model.add_argument("action", choices=["install"])

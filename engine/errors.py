@@ -58,8 +58,42 @@ class ModelFileError(BackendConfigError):
 
 
 class RulesEngineError(SwitchboardError):
-    """durable-rules failed while compiling or evaluating; the engine fails closed on it."""
+    """durable-rules failed while compiling or evaluating; the engine fails closed on it.
+
+    ``path`` locates a compile-time problem in the policy (e.g. ``("rules", 3, "when")``).
+    """
+
+    def __init__(self, message: str, *, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class MessageRejectedError(SwitchboardError):
     """The message itself is unacceptable (empty, too long, not text)."""
+
+
+class RedactionConfigError(SwitchboardError):
+    """The redaction section names an entity no offline recognizer finds, or has a bad regex.
+
+    ``path`` locates it in the policy (e.g. ``("redaction", "entities", 2)``).
+    """
+
+    def __init__(self, message: str, *, path: tuple[str | int, ...] = ("redaction",)) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class RedactionFailedError(SwitchboardError):
+    """The redactor could not process the message; the message must not leave the process."""
+
+
+class EvalDataError(SwitchboardError):
+    """A labelled CSV or a predictions file cannot be read (missing column, bad label...)."""
+
+
+class ReplayError(SwitchboardError):
+    """Replay inputs could not be read: a git revision, a CSV file or an audit database."""
+
+
+class AuditStoreError(SwitchboardError):
+    """The audit store could not be opened or read (bad URL, unreachable database)."""

@@ -14,8 +14,9 @@ from datetime import date
 
 import numpy as np
 
-from engine.calibration import apply_temperature
+from engine.backends.base import top_label
 from engine.categories import VerdictStatus
+from engine.decide.calibration import apply_temperature
 from engine.policy.model import Calibration
 from eval.metrics import ece
 from eval.predictions import Prediction
@@ -50,7 +51,9 @@ def ece_at(rows: Sequence[Prediction], temperature: float) -> float:
     hit: list[bool] = []
     for r in rows:
         probs = apply_temperature(r.probabilities, temperature)
-        top = max(probs, key=lambda c: probs[c])
+        top = top_label(probs)
+        if top is None:
+            continue
         conf.append(probs[top])
         hit.append(top is r.label)
     value = ece(conf, hit)

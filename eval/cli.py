@@ -20,12 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from engine import Engine, default_prompts_dir
 from engine.backends.registry import BACKENDS, BackendSettings, build_backend
-from engine.engine import Engine
-from engine.errors import SwitchboardError
+from engine.errors import EvalDataError, SwitchboardError
+from engine.policy.loader import default_policies_dir
 from eval import patch
 from eval.calibrate import fit_temperature
-from eval.dataset import EvalDataError, file_digest, read_cases
+from eval.dataset import file_digest, read_cases
 from eval.predictions import Prediction, read_predictions
 from eval.recorded import replay_cases, replay_rows, verdict_key
 from eval.report import write_outputs
@@ -44,8 +45,6 @@ ACTIONS = ("run", "fit-thresholds", "calibrate")
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
-    from engine.cli import default_prompts_dir
-
     policies = Path(args.policies)
     return RunSettings(
         policies=policies,
@@ -317,8 +316,6 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from engine.cli import default_policies_dir
-
     ev = sub.add_parser(
         "eval",
         help="evaluate decision quality on a labelled CSV; fit thresholds or calibration",

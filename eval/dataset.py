@@ -8,13 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.categories import Category, Channel
-from engine.errors import SwitchboardError
+from engine.errors import EvalDataError
 
 COLUMNS = ("id", "text", "label", "source", "channel")
-
-
-class EvalDataError(SwitchboardError):
-    """A labelled CSV could not be read; the message names the file and line and says why."""
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from engine.categories import Category, Channel, VerdictStatus
-from engine.record import DecisionRecord
-from eval.dataset import EvalDataError, LabelledCase
+from engine.decide.record import DecisionRecord
+from engine.errors import EvalDataError
+from eval.dataset import LabelledCase
 
 SEP = ";"
 PATH_SEP = " > "

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
 
+from engine import DecisionRecord, DecisionRequest, Engine
 from engine.backends.base import LabelVerdict
 from engine.categories import Channel, VerdictStatus
-from engine.engine import DecisionRequest, Engine, Prepared
-from eval.dataset import EvalDataError, LabelledCase
+from engine.errors import EvalDataError
+from eval.dataset import LabelledCase
 from eval.predictions import Prediction
-
-REPLAY_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
 def verdict_key(engine: Engine) -> str:
@@ -55,19 +52,12 @@ def recorded_verdict(row: Prediction) -> LabelVerdict:
     return LabelVerdict.failed(row.model_status, "recorded failure", latency_ms=row.llm_ms)
 
 
-def prepared_from_row(engine: Engine, row: Prediction) -> Prepared:
-    """A Prepared for a recorded row without its original text (keywords as recorded)."""
-    matched = {k for k in row.keywords_matched.split(";") if k}
-    request = DecisionRequest(message=row.input_redacted, channel=row.channel, decision_id=row.id)
-    return Prepared(
-        request=request,
-        decision_id=row.id,
-        received_at=REPLAY_AT,
-        redacted=row.input_redacted,
-        redaction="applied",
-        keywords={name: name in matched for name in engine.policy.keyword_groups},
-        redaction_ms=0.0,
-        started=time.perf_counter(),
+def replay_row(engine: Engine, row: Prediction) -> DecisionRecord:
+    """A recorded row decided again under ``engine``'s policy (keywords as recorded, no text)."""
+    return engine.replay(
+        DecisionRequest(row.input_redacted, row.channel, decision_id=row.id),
+        recorded_verdict(row),
+        keywords=[k for k in row.keywords_matched.split(";") if k],
     )
 
 
@@ -76,7 +66,7 @@ def replay_rows(engine: Engine, rows: Sequence[Prediction]) -> list[Prediction]:
     out: list[Prediction] = []
     for row in rows:
         case = LabelledCase(row.id, row.input_redacted, row.label, row.source, row.channel)
-        record = engine.conclude(prepared_from_row(engine, row), recorded_verdict(row))
+        record = replay_row(engine, row)
         fresh = Prediction.from_record(case, record)
         out.append(replace(fresh, latency_ms=row.latency_ms, llm_ms=row.llm_ms))
     return out
@@ -96,10 +86,10 @@ def replay_cases(
     out: list[Prediction] = []
     for case in cases:
         row = by_id[case.case_id]
-        prepared = engine.prepare(
-            DecisionRequest(message=case.text, channel=case.channel, decision_id=case.case_id)
+        record = engine.replay(
+            DecisionRequest(message=case.text, channel=case.channel, decision_id=case.case_id),
+            recorded_verdict(row),
         )
-        record = engine.conclude(prepared, recorded_verdict(row))
         fresh = Prediction.from_record(case, record)
         out.append(replace(fresh, latency_ms=row.latency_ms, llm_ms=row.llm_ms))
     return out

@@ -15,18 +15,19 @@ from typing import TextIO
 
 from engine.backends.base import LLMBackend
 from engine.backends.registry import BackendSettings, build_backend
-from engine.engine import DecisionRequest, Engine, Pricing
+from engine.decide.engine import DecisionRequest, Engine, Pricing
+from engine.decide.rules import RulesCache
+from engine.decide.workflow import RecordingIntegrations
 from engine.errors import PolicyNotFoundError
+from engine.pii.base import Redactor
 from engine.policy.loader import LoadedPolicy, load_catalog
-from engine.redaction import Redactor
-from engine.rules import RulesCache
-from engine.workflow import RecordingIntegrations
+from engine.policy.model import Redaction
 from eval.dataset import LabelledCase
 from eval.predictions import Prediction
 
 # Prices match the service's defaults (service/settings.py) so offline cost equals online cost.
-DEFAULT_USD_PER_1K_PROMPT = 0.0001
-DEFAULT_USD_PER_1K_OUTPUT = 0.0002
+DEFAULT_USD_PER_1K_PROMPT = Pricing.usd_per_1k_prompt_tokens
+DEFAULT_USD_PER_1K_OUTPUT = Pricing.usd_per_1k_output_tokens
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,10 @@ def load_policy_by_id(policies: Path, prompts: Path, policy_id: str | None) -> L
     return catalog[chosen]
 
 
-def presidio_for(loaded: LoadedPolicy) -> Redactor:
-    from engine.pii import PresidioRedactor
+def presidio(redaction: Redaction) -> Redactor:
+    from engine.pii.presidio import PresidioRedactor
 
-    return PresidioRedactor(loaded.policy.redaction)
+    return PresidioRedactor(redaction)
 
 
 def build_engine(
@@ -69,9 +70,9 @@ def build_engine(
         backend,
         rules_cache=RulesCache(),
         integrations=RecordingIntegrations(),
-        redactor=redactor
+        redactor_factory=(lambda _: redactor)
         if redactor is not None
-        else (presidio_for(loaded) if settings.redact else None),
+        else (presidio if settings.redact else None),
         pricing=Pricing(settings.usd_per_1k_prompt, settings.usd_per_1k_output),
     )
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.calibration import calibrate
 from engine.categories import Category, VerdictStatus
+from engine.decide.calibration import calibrate
 from engine.policy.model import Calibration
 from eval.metrics import classification, ece, percentiles
 from eval.predictions import Prediction

@@ -20,14 +20,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from engine.calibration import calibrate
+from engine.backends.base import top_label
 from engine.categories import Category, VerdictStatus
-from engine.engine import Engine
+from engine.decide.calibration import calibrate
+from engine.decide.engine import Engine
+from engine.decide.rules import RulesCache
 from engine.policy.loader import LoadedPolicy
 from engine.policy.model import CostMatrix, Policy, Thresholds
-from engine.rules import RulesCache
 from eval.predictions import Prediction
-from eval.recorded import prepared_from_row, recorded_verdict
+from eval.recorded import replay_row
 
 SAFETY = Category.SAFETY_COMPLIANCE
 GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
@@ -124,14 +125,13 @@ def _states(engine: Engine, rows: Sequence[Prediction]) -> _States:
     fixed = np.full(n, np.nan)
     for i, row in enumerate(rows):
         probs = calibrate(row.probabilities, policy.calibration)
-        if row.model_status is VerdictStatus.OK and probs:
-            top = max(probs, key=lambda c: probs[c])
+        top = top_label(probs) if row.model_status is VerdictStatus.OK else None
+        if top is not None:
             model[i], conf[i], p_safety[i] = CATS.index(top), probs[top], probs.get(SAFETY, 0.0)
             override = policy.channel_adjustment(row.channel).thresholds.get(top)
             fixed[i] = np.nan if override is None else override
-        verdict = recorded_verdict(row)
         for state, probe in probes.items():
-            record = probe.conclude(prepared_from_row(probe, row), verdict)
+            record = replay_row(probe, row)
             category[i, state] = CATS.index(record.category)
             review[i, state] = record.requires_human_review
             cost[i, state] = decision_cost(

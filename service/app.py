@@ -15,11 +15,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from engine import Integrations, LoggingIntegrations
 from engine.backends.base import LLMBackend
-from engine.backends.registry import BackendSettings, build_backend
-from engine.redaction import Redactor
-from engine.workflow import Integrations, LoggingIntegrations
-from service.guard import CircuitBreaker, ModelGuard
+from engine.backends.registry import build_backend
+from engine.pii.base import Redactor
+from service.admission import Admission, CircuitBreaker, ModelGuard, OverloadShedding
+from service.audit import AuditStore, open_store
 from service.loop_lag import LoopLagMonitor
 from service.metrics import Metrics
 from service.middleware import BodyGuard
@@ -27,28 +28,15 @@ from service.problems import install_problem_handlers
 from service.routes import admin, classify, health, records
 from service.runtime import EngineHolder
 from service.settings import Settings
-from service.shedding import OverloadShedding
 from service.state import AppState
-from service.store import AuditStore
-from service.stores import open_store
 
 log = logging.getLogger("switchboard.service")
 
 
 def _presidio(redaction: Any) -> Redactor:
-    from engine.pii import PresidioRedactor
+    from engine.pii.presidio import PresidioRedactor
 
     return PresidioRedactor(redaction)
-
-
-def _backend_settings(s: Settings) -> BackendSettings:
-    return BackendSettings(
-        name=s.backend,
-        model_dir=s.model_dir,
-        ollama_host=s.ollama_host,
-        ollama_model=s.ollama_model,
-        fake_latency_ms=s.fake_latency_ms,
-    )
 
 
 async def _probe_loop(state: AppState) -> None:
@@ -77,7 +65,7 @@ def create_app(
         model: LLMBackend = (
             backend
             if backend is not None
-            else await asyncio.to_thread(build_backend, _backend_settings(settings))
+            else await asyncio.to_thread(build_backend, settings.backend_settings())
         )
         metrics = Metrics()
         lag = LoopLagMonitor(on_sample=metrics.loop_lag.set)
@@ -87,7 +75,11 @@ def create_app(
             concurrency=settings.model_concurrency,
             queue=settings.model_queue,
             breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s),
+        )
+        admission = Admission(
+            guard,
             saturated=(lambda: lag.lag_ms > limit_ms) if limit_ms > 0 else (lambda: False),
+            shed=metrics.shed,
         )
         audit = (
             store if store is not None else await asyncio.to_thread(open_store, settings.audit_db)
@@ -98,7 +90,7 @@ def create_app(
             integrations=integrations or LoggingIntegrations(),
             redactor_factory=redactor_factory,
         )
-        state = AppState(settings, holder, guard, audit, metrics)
+        state = AppState(settings, holder, guard, admission, audit, metrics)
         await holder.reload()  # a broken policy at start-up stops the process: nothing to serve
         state.backend_ready = await _probe(state)
         app.state.switchboard = state

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from engine.record import DecisionRecord
+from engine.decide.record import DecisionRecord
 
 
 class JsonFormatter(logging.Formatter):

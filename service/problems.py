@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,13 +10,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import MessageRejectedError, PolicyError, PolicyNotFoundError
+from engine.errors import (
+    MessageRejectedError,
+    PolicyError,
+    PolicyNotFoundError,
+    SwitchboardError,
+)
 from service.api import Problem
 
 MEDIA = "application/problem+json"
+log = logging.getLogger("switchboard.service")
 
 
-class ProblemError(Exception):
+class ProblemError(SwitchboardError):
+    """An HTTP answer decided by the service itself (413, 429, 503...), raised from a route.
+
+    It lives here rather than in ``engine.errors`` because it is an HTTP status, not a domain
+    error; it still derives from ``SwitchboardError``, so there is one hierarchy.
+    """
+
     def __init__(
         self,
         status: int,
@@ -99,6 +112,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(MessageRejectedError)
     async def _rejected(_: Request, exc: MessageRejectedError) -> JSONResponse:
         return problem_response(422, "Message rejected", str(exc))
+
+    @app.exception_handler(SwitchboardError)
+    async def _engine_error(_: Request, exc: SwitchboardError) -> JSONResponse:
+        # Any other engine error that reaches a route (a template that fails to render for one
+        # message, say): a problem+json 500 naming the error class, never the input text.
+        fields = {"event": "error", "error": type(exc).__name__}
+        log.error("request failed", extra={"fields": fields})
+        return problem_response(
+            500, "Decision failed", f"{type(exc).__name__}; see the service log and runbook."
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

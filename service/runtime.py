@@ -17,16 +17,16 @@ from functools import cached_property
 from typing import Any
 
 from engine.backends.base import LLMBackend
-from engine.engine import Engine, Pricing
-from engine.errors import PolicyError, PolicyNotFoundError
+from engine.decide.engine import Engine
+from engine.decide.rules import RulesCache
+from engine.decide.workflow import Integrations
+from engine.errors import PolicyError, PolicyNotFoundError, PolicyProblem
+from engine.pii.base import Redactor
 from engine.policy.loader import load_catalog
-from engine.policy.model import OverloadMode
-from engine.redaction import Redactor
-from engine.rules import RulesCache
-from engine.workflow import Integrations
+from engine.policy.model import Redaction
 from service.settings import Settings
 
-RedactorFactory = Callable[[Any], Redactor]
+RedactorFactory = Callable[[Redaction], Redactor]
 log = logging.getLogger("switchboard.runtime")
 
 
@@ -45,19 +45,8 @@ class EngineSet:
         return self.engines[key]
 
     @cached_property
-    def shared_rejection(self) -> tuple[int, int] | None:
-        """(status, Retry-After) when every policy rejects overload alike, else None.
-
-        Then a request beyond capacity is refused whatever it says, before its body is read.
-        """
-        answers = {
-            (o.mode, o.status_code, o.retry_after_s)
-            for o in (e.policy.fallbacks.overload for e in self.engines.values())
-        }
-        if len(answers) != 1:
-            return None
-        ((mode, status, retry_after),) = answers
-        return (status, retry_after) if mode is OverloadMode.REJECT else None
+    def all(self) -> tuple[Engine, ...]:
+        return tuple(self.engines.values())
 
     def describe(self) -> list[dict[str, str]]:
         return [
@@ -100,46 +89,69 @@ class EngineHolder:
         self.previous: EngineSet | None = None
         self.status = ReloadStatus()
 
-    def _redactor(self, redaction: Any) -> Redactor | None:
-        if self._redactor_factory is None:
-            return None
+    def _redactor(self, redaction: Redaction) -> Redactor:
+        """One redactor per distinct redaction section, shared by revisions that agree."""
+        assert self._redactor_factory is not None  # only handed to builds when there is one
         key = hashlib.sha256(redaction.model_dump_json().encode()).hexdigest()
         if key not in self._redactors:
             self._redactors[key] = self._redactor_factory(redaction)
         return self._redactors[key]
 
     def build(self) -> EngineSet:
-        """Load, validate and compile everything; raises ``PolicyError`` listing all problems."""
+        """Load, validate and build every engine; raise one ``PolicyError`` with all problems.
+
+        ``Engine.build`` is the same build ``switchboard check`` runs, so what passes check
+        reloads.
+        """
         s = self._settings
         catalog = load_catalog(s.policies, s.prompts_dir())
-        pricing = Pricing(s.usd_per_1k_prompt_tokens, s.usd_per_1k_output_tokens)
-        engines = {
-            pid: Engine.build(
-                loaded,
-                self._backend,
-                rules_cache=self.rules_cache,
-                integrations=self._integrations,
-                redactor=self._redactor(loaded.policy.redaction),
-                pricing=pricing,
+        pricing = s.pricing()
+        engines: dict[str, Engine] = {}
+        problems: list[PolicyProblem] = []
+        for pid, loaded in catalog.items():
+            try:
+                engines[pid] = Engine.build(
+                    loaded,
+                    self._backend,
+                    rules_cache=self.rules_cache,
+                    integrations=self._integrations,
+                    redactor_factory=self._redactor if self._redactor_factory else None,
+                    pricing=pricing,
+                )
+            except PolicyError as exc:
+                problems.extend(exc.problems)
+        default = s.default_policy or next(iter(catalog))
+        if default not in catalog:
+            problems.append(
+                PolicyProblem(
+                    str(s.policies),
+                    "",
+                    f"SWITCHBOARD_DEFAULT_POLICY names {default!r}; loaded: {', '.join(catalog)}",
+                )
             )
-            for pid, loaded in catalog.items()
-        }
-        default = s.default_policy or next(iter(engines))
-        if default not in engines:
-            raise PolicyNotFoundError(default, sorted(engines))
+        if problems:
+            raise PolicyError(str(s.policies), problems)
         return EngineSet(engines, default, datetime.now(timezone.utc).isoformat())
 
     async def reload(self) -> EngineSet:
+        """Build a new set and swap it in; on any failure the old set keeps serving.
+
+        A failure of any kind is a ``PolicyError`` (the route answers 422) and is kept in
+        ``status.last_error`` for ``/admin/policies``.
+        """
         async with self._lock:
             try:
                 fresh = await asyncio.to_thread(self.build)
-            except PolicyError as exc:
+            except Exception as exc:
+                error = exc if isinstance(exc, PolicyError) else _unexpected(self._settings, exc)
                 self.status.failures += 1
                 self.status.last_error = {
                     "at": datetime.now(timezone.utc).isoformat(),
-                    "problems": [str(p) for p in exc.problems],
+                    "problems": [str(p) for p in error.problems],
                 }
-                raise
+                if error is exc:
+                    raise
+                raise error from exc
             for engine in fresh.engines.values() if self._settings.warm_up else ():
                 # Cache the new prompt prefix before traffic arrives (cheap if unchanged).
                 verdict = await engine.warm_up()
@@ -158,6 +170,7 @@ class EngineHolder:
                 self.previous = self.active
             self.active = fresh
             self.status.reloads += 1
+            self.status.last_error = None
             self.status.history.append(",".join(sorted(_revisions(fresh))))
             return fresh
 
@@ -167,6 +180,16 @@ class EngineHolder:
                 return None
             self.active, self.previous = self.previous, self.active
             return self.active
+
+
+def _unexpected(settings: Settings, exc: Exception) -> PolicyError:
+    problem = PolicyProblem(
+        str(settings.policies),
+        "",
+        f"building the engines failed: {type(exc).__name__}: {exc}; the previous revision "
+        "keeps serving (run `switchboard check` on the policy directory)",
+    )
+    return PolicyError(str(settings.policies), [problem])
 
 
 def _revisions(engine_set: EngineSet) -> set[str]:

@@ -7,6 +7,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine import Pricing, default_prompts_dir
+from engine.backends.registry import OLLAMA_HOST, OLLAMA_MODEL, BackendSettings
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
@@ -16,8 +19,8 @@ class Settings(BaseSettings):
     default_policy: str | None = Field(default=None, description="Policy when none is asked.")
     backend: str = Field(default="embedded", description="embedded, ollama or fake.")
     model_dir: Path | None = Field(default=None, description="Where the embedded GGUF lives.")
-    ollama_host: str = Field(default="http://127.0.0.1:11434")
-    ollama_model: str = Field(default="qwen2.5:7b-instruct")
+    ollama_host: str = Field(default=OLLAMA_HOST, description="Ollama server (backend ollama).")
+    ollama_model: str = Field(default=OLLAMA_MODEL, description="Ollama model tag.")
     fake_latency_ms: float = Field(default=0.0, ge=0)
     audit_db: str = Field(
         default="switchboard-audit.db",
@@ -38,9 +41,21 @@ class Settings(BaseSettings):
     breaker_cooldown_s: float = Field(default=10.0, gt=0)
     probe_interval_s: float = Field(default=15.0, gt=0)
     warm_up: bool = Field(default=True, description="Cache the prompt prefix at each reload.")
-    usd_per_1k_prompt_tokens: float = Field(default=0.0001, ge=0)
-    usd_per_1k_output_tokens: float = Field(default=0.0002, ge=0)
+    usd_per_1k_prompt_tokens: float = Field(default=Pricing.usd_per_1k_prompt_tokens, ge=0)
+    usd_per_1k_output_tokens: float = Field(default=Pricing.usd_per_1k_output_tokens, ge=0)
     log_level: str = Field(default="INFO")
 
     def prompts_dir(self) -> Path:
-        return self.prompts if self.prompts else self.policies.resolve().parent / "prompts"
+        return self.prompts or default_prompts_dir(self.policies, {})
+
+    def backend_settings(self) -> BackendSettings:
+        return BackendSettings(
+            name=self.backend,
+            model_dir=self.model_dir,
+            ollama_host=self.ollama_host,
+            ollama_model=self.ollama_model,
+            fake_latency_ms=self.fake_latency_ms,
+        )
+
+    def pricing(self) -> Pricing:
+        return Pricing(self.usd_per_1k_prompt_tokens, self.usd_per_1k_output_tokens)

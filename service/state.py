@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from service.guard import ModelGuard
+from service.admission import Admission, ModelGuard
+from service.audit import AuditStore
 from service.metrics import Metrics
 from service.problems import ProblemError
 from service.runtime import EngineHolder
 from service.settings import Settings
-from service.store import AuditStore
 
 
 @dataclass
@@ -20,6 +20,7 @@ class AppState:
     settings: Settings
     holder: EngineHolder
     guard: ModelGuard
+    admission: Admission
     store: AuditStore
     metrics: Metrics
     backend_ready: bool = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -48,14 +49,8 @@ class LabelVerdict:
 
     @property
     def label(self) -> Category | None:
-        if self.status is not VerdictStatus.OK or not self.probabilities:
-            return None
-        return max(self.probabilities, key=lambda c: self.probabilities[c])
-
-    @property
-    def confidence(self) -> float | None:
-        label = self.label
-        return None if label is None else self.probabilities[label]
+        """The most probable label, or None when the model gave no usable verdict."""
+        return top_label(self.probabilities) if self.status is VerdictStatus.OK else None
 
     @classmethod
     def failed(cls, status: VerdictStatus, error: str, *, latency_ms: float = 0.0) -> LabelVerdict:
@@ -98,10 +93,16 @@ class LLMBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def renormalise(scores: Mapping[Category, float]) -> dict[Category, float]:
-    """Turn per-label log-probabilities into probabilities that sum to one over the labels."""
-    import math
+def top_label(probabilities: Mapping[Category, float]) -> Category | None:
+    """The most probable label (the one argmax), None for no probabilities."""
+    return max(probabilities, key=probabilities.__getitem__) if probabilities else None
 
+
+def renormalise(scores: Mapping[Category, float]) -> dict[Category, float]:
+    """Softmax: per-label log-probabilities into probabilities that sum to one over the labels.
+
+    The one softmax: backends use it on label log-probabilities, calibration on scaled ones.
+    """
     top = max(scores.values())
     exp = {c: math.exp(v - top) for c, v in scores.items()}
     total = sum(exp.values())

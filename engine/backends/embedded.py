@@ -26,7 +26,7 @@ import numpy.typing as npt
 from engine.backends.base import ChatMessage, LabelChoice, LabelVerdict, RenderedPrompt, renormalise
 from engine.backends.model_files import ModelSpec, assemble_model, verify_model
 from engine.categories import Category, VerdictStatus
-from engine.errors import BackendConfigError
+from engine.errors import BackendConfigError, SwitchboardError
 
 METHOD = "label_prefix_mass"
 # Below this share of the next-token distribution the model is not answering with a label.
@@ -34,7 +34,7 @@ MIN_LABEL_MASS = 1e-4
 _PIECE_BUFFER = 256  # longest Qwen2.5 token piece is 128 bytes
 
 
-class _PromptTooLongError(Exception):
+class _PromptTooLongError(SwitchboardError):
     pass
 
 

@@ -33,7 +33,6 @@ from engine.backends.base import LabelChoice, LabelVerdict, RenderedPrompt, reno
 from engine.categories import Category, VerdictStatus
 from engine.errors import BackendConfigError
 
-DEFAULT_HOST = "http://127.0.0.1:11434"
 FALLBACK_CONFIDENCE = 0.6
 """Probability given to the parsed label when the server returns no logprobs (declared, not
 measured)."""
@@ -61,7 +60,7 @@ class OllamaBackend:
     def __init__(
         self,
         model: str,
-        host: str | None = None,
+        host: str,
         *,
         top_logprobs: int = 20,
         keep_alive: float | str | None = None,
@@ -73,7 +72,7 @@ class OllamaBackend:
                 f"top_logprobs must be 1..20 (Ollama's limit), not {top_logprobs}"
             )
         self._model = model
-        self._host = host or DEFAULT_HOST
+        self._host = host
         self._top_logprobs = top_logprobs
         self._keep_alive = keep_alive
         self._probe_timeout_s = probe_timeout_s

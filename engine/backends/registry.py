@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,16 +11,39 @@ from engine.backends.base import LLMBackend
 from engine.errors import BackendConfigError
 
 BACKENDS = ("embedded", "ollama", "fake")
+OLLAMA_HOST = "http://127.0.0.1:11434"
+OLLAMA_MODEL = "qwen2.5:7b-instruct"
 
 
 @dataclass(frozen=True)
 class BackendSettings:
+    """Which backend and how to reach it: the one home of these defaults.
+
+    The service reads the same ``SWITCHBOARD_*`` variables through its settings; the offline
+    commands (``classify``, ``eval``, ``diff``) read them through ``from_env``.
+    """
+
     name: str = "embedded"
     model_dir: Path | None = None
     n_threads: int | None = None
-    ollama_host: str = "http://127.0.0.1:11434"
-    ollama_model: str = "qwen2.5:7b-instruct"
+    ollama_host: str = OLLAMA_HOST
+    ollama_model: str = OLLAMA_MODEL
     fake_latency_ms: float = 0.0
+
+    @classmethod
+    def from_env(
+        cls, name: str | None = None, environ: Mapping[str, str] = os.environ
+    ) -> BackendSettings:
+        """``name`` (else ``SWITCHBOARD_BACKEND``) with ``SWITCHBOARD_OLLAMA_HOST``/``_MODEL``,
+        ``SWITCHBOARD_MODEL_DIR`` and ``SWITCHBOARD_FAKE_LATENCY_MS``."""
+        model_dir = environ.get("SWITCHBOARD_MODEL_DIR")
+        return cls(
+            name=name or environ.get("SWITCHBOARD_BACKEND", cls.name),
+            model_dir=Path(model_dir) if model_dir else None,
+            ollama_host=environ.get("SWITCHBOARD_OLLAMA_HOST", OLLAMA_HOST),
+            ollama_model=environ.get("SWITCHBOARD_OLLAMA_MODEL", OLLAMA_MODEL),
+            fake_latency_ms=float(environ.get("SWITCHBOARD_FAKE_LATENCY_MS", "0") or 0),
+        )
 
 
 def build_backend(settings: BackendSettings) -> LLMBackend:

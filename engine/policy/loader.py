@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from engine.categories import Channel
 from engine.errors import PolicyError, PolicyProblem
@@ -31,8 +33,8 @@ from engine.policy.model import (
     Thresholds,
     Workflows,
 )
+from engine.policy.templates import check_template
 from engine.policy.yaml_source import PolicySource, read_policy_dir
-from engine.prompts import check_template
 
 SCHEMA_FILE = "policy.schema.json"
 
@@ -71,12 +73,19 @@ def _validator(schema_json: str) -> jsonschema.protocols.Validator:
 
 @dataclass(frozen=True)
 class LoadedPolicy:
-    """A validated policy and what identifies it."""
+    """A validated policy, what identifies it, and where each of its keys was written."""
 
     policy: Policy
     revision: str
     directory: Path
     prompts_dir: Path
+    source: PolicySource | None = field(default=None, compare=False, repr=False)
+
+    def problem(self, path: Sequence[str | int], message: str) -> PolicyProblem:
+        """A problem found after loading (when the engine is built), located like load's."""
+        if self.source is None:
+            return PolicyProblem(str(self.directory), ".".join(map(str, path)), message)
+        return self.source.problem(path, message)
 
     @property
     def id(self) -> str:
@@ -106,8 +115,6 @@ def _schema_problems(
 def _explain(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return f"{error.message} (check the spelling against the policy guide)"
-    if error.validator == "required":
-        return f"{error.message}"
     return error.message
 
 
@@ -173,6 +180,7 @@ def load_policy(
         revision=_revision(source, template_path),
         directory=directory,
         prompts_dir=prompts_dir,
+        source=source,
     )
 
 
@@ -217,5 +225,16 @@ def load_catalog(policies_dir: Path, prompts_dir: Path) -> dict[str, LoadedPolic
     return catalog
 
 
-def dump(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json")
+def default_policies_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """``SWITCHBOARD_POLICIES`` when set, else ``policies``."""
+    return Path(environ.get("SWITCHBOARD_POLICIES", "policies"))
+
+
+def default_prompts_dir(policies_dir: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """``SWITCHBOARD_PROMPTS`` when set, else ``prompts/`` beside the policies directory.
+
+    The one rule for where templates live: the service, ``check``, ``classify``, ``eval`` and
+    ``diff`` all ask here.
+    """
+    env = environ.get("SWITCHBOARD_PROMPTS")
+    return Path(env) if env else policies_dir.resolve().parent / "prompts"

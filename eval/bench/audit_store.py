@@ -18,12 +18,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from engine.engine import DecisionRequest
+from engine.decide.engine import DecisionRequest
+from engine.decide.record import DecisionRecord
 from engine.policy.loader import load_policy
-from engine.record import DecisionRecord
 from eval.bench.engine_overhead import fake_engine
 from eval.bench.report import emit, summary
-from service.store import AuditStore, SQLiteAuditStore
+from service.audit import AuditStore, SQLiteAuditStore
 
 POSTGRES = os.environ.get("SWITCHBOARD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -66,7 +66,7 @@ def _postgres(records: list[DecisionRecord], concurrency: int) -> dict[str, Any]
         import psycopg
         from psycopg import sql
 
-        from service.store_postgres import PostgresAuditStore
+        from service.audit.postgres import PostgresAuditStore
 
         psycopg.connect(POSTGRES, connect_timeout=3).close()
     except Exception as exc:

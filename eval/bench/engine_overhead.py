@@ -19,10 +19,10 @@ import yaml
 
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import CATEGORIES, Category, Channel
-from engine.engine import DecisionRequest, Engine
+from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.rules import RulesCache
+from engine.decide.workflow import RecordingIntegrations
 from engine.policy.loader import LoadedPolicy, load_policy
-from engine.rules import RulesCache
-from engine.workflow import RecordingIntegrations
 from eval.bench.messages import MESSAGES
 from eval.bench.report import emit, summary
 
@@ -87,7 +87,7 @@ async def _overhead(loaded: LoadedPolicy, n: int) -> tuple[list[float], int]:
 
 
 def _redaction(n: int) -> dict[str, dict[str, float]]:
-    from engine.pii import PresidioRedactor
+    from engine.pii.presidio import PresidioRedactor
 
     policy = load_policy(Path("policies/contact-center"), Path("prompts")).policy
     redactor = PresidioRedactor(policy.redaction)

@@ -16,8 +16,8 @@ from typing import Any
 from engine.backends.embedded import EmbeddedBackend
 from engine.backends.model_files import QWEN25_CODER_05B, assemble_model, default_model_dir
 from engine.categories import Channel
+from engine.decide.prompts import PromptBuilder
 from engine.policy.loader import load_policy
-from engine.prompts import PromptBuilder
 from eval.bench.messages import MODEL_MESSAGES as MESSAGES
 from eval.bench.report import emit, summary
 

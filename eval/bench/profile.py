@@ -15,7 +15,7 @@ import pstats
 from pathlib import Path
 from typing import Any
 
-from engine.engine import DecisionRequest
+from engine.decide.engine import DecisionRequest
 from engine.policy.loader import load_policy
 from eval.bench.engine_overhead import PII_MESSAGE, fake_engine
 from eval.bench.messages import MESSAGES
@@ -23,17 +23,17 @@ from eval.bench.report import emit
 
 WATCH = {
     "engine": {
-        "Engine.decide (total)": ("engine/engine.py", "decide"),
-        "durable-rules evaluation": ("engine/rules.py", "evaluate"),
-        "keyword and regex matching": ("engine/keywords.py", "search"),
-        "prompt rendering": ("engine/prompts.py", "render"),
+        "Engine.decide (total)": ("engine/decide/engine.py", "decide"),
+        "durable-rules evaluation": ("engine/decide/rules.py", "evaluate"),
+        "keyword and regex matching": ("engine/decide/keywords.py", "search"),
+        "prompt rendering": ("engine/decide/prompts.py", "render"),
         "pydantic models (record, verdict)": ("pydantic/main.py", "__init__"),
-        "workflow": ("engine/workflow.py", "run_workflow"),
-        "combining": ("engine/combine.py", "combine"),
+        "workflow": ("engine/decide/workflow.py", "run_workflow"),
+        "combining": ("engine/decide/combine.py", "combine"),
         "fake backend (not engine work)": ("engine/backends/fake.py", "score"),
     },
     "redaction": {
-        "PresidioRedactor.redact (total)": ("engine/pii.py", "redact"),
+        "PresidioRedactor.redact (total)": ("engine/pii/presidio.py", "redact"),
         "phone recognizer": ("phone_recognizer.py", "analyze"),
         "context enhancement": ("analyzer_engine.py", "_enhance_using_context"),
         "spaCy tokenization": ("spacy_nlp_engine.py", "process_text"),
@@ -68,7 +68,7 @@ def run(*, decisions: int = 3000, redactions: int = 50) -> dict[str, Any]:
     engine_profile = cProfile.Profile()
     engine_profile.runcall(asyncio.run, decide(decisions))
 
-    from engine.pii import PresidioRedactor
+    from engine.pii.presidio import PresidioRedactor
 
     redactor = PresidioRedactor(loaded.policy.redaction)
     text = (PII_MESSAGE * 5)[:1000]

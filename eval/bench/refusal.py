@@ -4,7 +4,7 @@ A spike is survived by refusing the excess cheaply. The service runs as its own 
 model slot, no waiters and ``overload: reject``; one request holds the slot (the fake model
 answers after 60 s, the policy's deadline is raised to match), and ``wrk`` then sends
 ``POST /classify`` as fast as 128 connections allow. Every answer but the held one is a 429 from
-``service/shedding.py``, given before the body is parsed. Reports refusals per second and their
+``service/admission.py``, given before the body is parsed. Reports refusals per second and their
 latency, next to nothing else: this is the ceiling on the excess one replica can turn away.
 """
 

@@ -1,43 +1,26 @@
-"""POST /classify: the channel integrations' one call."""
+"""POST /classify: the channel integrations' one call.
+
+Admission answers first (model, rules-only, or refuse); the engine decides; the record is encoded
+once and those bytes are both the audit row and the response.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
-from engine.engine import DecisionRequest
-from engine.policy.model import OverloadMode
-from engine.record import DecisionRecord
+from engine import DecisionRequest
+from engine.decide.record import encode_record
+from service.admission import OVER_CAPACITY, Refuse
 from service.api import ClassifyRequest, ClassifyResponse
 from service.logs import decision_fields
 from service.problems import ProblemError, documented
-from service.shedding import OVER_CAPACITY
 from service.state import app_state
 
 router = APIRouter(tags=["decisions"])
 log = logging.getLogger("switchboard.decisions")
-
-
-def to_response(record: DecisionRecord) -> ClassifyResponse:
-    data: dict[str, Any] = record.model_dump(mode="json")
-    return ClassifyResponse(
-        decision_id=record.decision_id,
-        category=record.category,
-        confidence=record.confidence,
-        requires_human_review=record.requires_human_review,
-        degraded=record.degraded,
-        next_step=record.next_step,
-        decision_path=data["decision_path"],
-        policy=data["policy"],
-        timings=data["timings"],
-        workflow=data["workflow"],
-        rules_fired=data["rules_fired"],
-        llm={k: data["llm"][k] for k in ("status", "label", "probabilities", "method", "error")},
-        model=data["model"],
-    )
 
 
 @router.post(
@@ -55,7 +38,7 @@ def to_response(record: DecisionRecord) -> ClassifyResponse:
         }
     ),
 )
-async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
+async def classify(body: ClassifyRequest, request: Request) -> Response:
     state = app_state(request)
     if len(body.message) > state.settings.max_message_chars:
         raise ProblemError(
@@ -65,30 +48,25 @@ async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
     if engines is None:
         raise ProblemError(503, "Not ready", "No policy is loaded.", headers={"Retry-After": "5"})
     engine = engines.get(body.policy)  # held for the whole request: reloads do not affect it
-    model_allowed, reason = True, ""
-    if not state.guard.has_capacity():
-        overload = engine.policy.fallbacks.overload
-        if overload.mode is OverloadMode.REJECT:
-            state.metrics.shed.labels("rejected").inc()
-            raise ProblemError(
-                overload.status_code,
-                *OVER_CAPACITY,
-                headers={"Retry-After": str(overload.retry_after_s)},
-            )
-        state.metrics.shed.labels("degraded").inc()
-        model_allowed, reason = False, state.guard.overload_reason()
+    admitted = state.admission.admit(engine.policy.fallbacks.overload)
+    if isinstance(admitted, Refuse):
+        raise ProblemError(
+            admitted.status,
+            *OVER_CAPACITY,
+            headers={"Retry-After": str(admitted.retry_after_s)},
+        )
     state.metrics.in_flight.inc()
     try:
         record = await engine.decide(
             DecisionRequest(
                 message=body.message, channel=body.channel, metadata=body.metadata or {}
             ),
-            model_allowed=model_allowed,
-            skip_reason=reason,
+            skip_model=admitted.skip_model,
         )
+        encoded = encode_record(record)
         started = time.perf_counter()
         try:
-            await state.store.append(record)
+            await state.store.append(record, encoded)
         except Exception as exc:
             log.exception(
                 "audit write failed",
@@ -107,4 +85,4 @@ async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
         state.metrics.in_flight.dec()
     state.metrics.observe(record, store_seconds)
     log.info("decision", extra={"fields": decision_fields(record)})
-    return to_response(record)
+    return Response(encoded, media_type="application/json")

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from service.api import ReviewRequest
+from service.audit import ReviewOutcome, now_iso
 from service.problems import ProblemError, documented
 from service.state import app_state
-from service.store import ReviewOutcome, now_iso
 
 router = APIRouter(tags=["audit and review"])
 _PENDING = {

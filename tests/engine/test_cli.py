@@ -84,7 +84,7 @@ def test_unreachable_ollama_degrades_and_keeps_safety() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     decision = _classify(
-        "--backend", "ollama", ADVERSE, env={"OLLAMA_HOST": f"http://127.0.0.1:{port}"}
+        "--backend", "ollama", ADVERSE, env={"SWITCHBOARD_OLLAMA_HOST": f"http://127.0.0.1:{port}"}
     )
     assert decision["degraded"] is True
     assert decision["llm"]["status"] == "error"

@@ -23,6 +23,7 @@ import pytest
 
 from engine.backends.base import ChatMessage, LabelChoice, LLMBackend, RenderedPrompt
 from engine.backends.ollama import FALLBACK_CONFIDENCE, OllamaBackend
+from engine.backends.registry import BackendSettings, build_backend
 from engine.categories import Category, VerdictStatus
 from engine.errors import BackendConfigError
 
@@ -170,15 +171,22 @@ def _closed_port() -> int:
 
 
 def test_is_an_llm_backend() -> None:
-    b = OllamaBackend(MODEL)
+    b = build_backend(BackendSettings(name="ollama", ollama_model=MODEL))
+    assert isinstance(b, OllamaBackend)
     assert isinstance(b, LLMBackend)
     assert (b.name, b.model_id, b.model_digest) == ("ollama", MODEL, f"ollama:{MODEL}")
-    assert b.host == "http://127.0.0.1:11434"
+    assert b.host == "http://127.0.0.1:11434"  # the registry's one default
+
+
+def test_offline_commands_read_the_service_variables() -> None:
+    env = {"SWITCHBOARD_OLLAMA_HOST": "http://gpu:1", "SWITCHBOARD_OLLAMA_MODEL": "m:7b"}
+    settings = BackendSettings.from_env("ollama", env)
+    assert (settings.ollama_host, settings.ollama_model) == ("http://gpu:1", "m:7b")
 
 
 def test_rejects_top_logprobs_outside_ollama_range() -> None:
     with pytest.raises(BackendConfigError, match="top_logprobs"):
-        OllamaBackend(MODEL, top_logprobs=21)
+        OllamaBackend(MODEL, "http://127.0.0.1:1", top_logprobs=21)
 
 
 async def test_top_logprobs_map_to_labels_and_sum_to_one(
@@ -237,7 +245,8 @@ async def test_server_without_logprobs_falls_back_to_uncalibrated_text(
     assert verdict.status is VerdictStatus.OK
     assert verdict.method == "generated_text_uncalibrated"
     assert verdict.label is Category.SAFETY_COMPLIANCE
-    assert verdict.confidence == FALLBACK_CONFIDENCE
+    assert verdict.label is not None
+    assert verdict.probabilities[verdict.label] == FALLBACK_CONFIDENCE
     rest = (1 - FALLBACK_CONFIDENCE) / 2
     assert verdict.probabilities[Category.INFORMATIONAL] == pytest.approx(rest)
     assert math.isclose(sum(verdict.probabilities.values()), 1.0)

@@ -9,9 +9,9 @@ import pytest
 
 from engine.backends.fake import FakeBackend
 from engine.categories import Category, Channel, VerdictStatus
-from engine.engine import Engine
+from engine.decide.engine import Engine
+from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
-from engine.rules import RulesCache
 from eval.predictions import Prediction
 from eval.recorded import replay_rows
 from eval.thresholds import decision_cost, engine_with, fit_thresholds

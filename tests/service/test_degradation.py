@@ -71,19 +71,22 @@ def _reject_with_429(d: dict[str, Any]) -> None:
     d["fallbacks"]["overload"] = {"mode": "reject", "status_code": 429, "retry_after_s": 2}
 
 
-async def _while_model_busy(url: str, body: bytes) -> tuple[list[httpx.Response], str]:
+async def _while_model_busy(
+    url: str, body: bytes, backend: FakeBackend
+) -> tuple[list[httpx.Response], str]:
     """Two requests with ``body`` on one connection while one slow decision holds the model."""
     async with (
         httpx.AsyncClient(base_url=url, timeout=30) as busy,
         httpx.AsyncClient(base_url=url, timeout=30) as client,
     ):
+        before = len(backend.calls)
         slow = asyncio.create_task(busy.post("/classify", json={"message": "where is my order"}))
-        for _ in range(100):  # until the slow one holds the only model slot
-            if "switchboard_model_queue" in (metrics := (await client.get("/metrics")).text) and (
-                "switchboard_in_flight 1.0" in metrics
-            ):
+        for _ in range(250):  # until the slow one is inside the model (it holds the only slot)
+            if len(backend.calls) > before:
                 break
             await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the slow decision never reached the model")
         refused = [
             await client.post(
                 "/classify", content=body, headers={"content-type": "application/json"}
@@ -101,7 +104,7 @@ def test_overload_refusal_comes_before_the_body_is_read(
     backend = FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9), latency_s=1.0)
     served = make_served(backend, model_concurrency=1, model_queue=0)
     # Malformed JSON: answered 429, not 400, so nothing parsed it; and the connection survives.
-    refused, metrics = asyncio.run(_while_model_busy(served.url, b'{"message": '))
+    refused, metrics = asyncio.run(_while_model_busy(served.url, b'{"message": ', backend))
     assert [r.status_code for r in refused] == [429, 429]
     assert all(r.headers["retry-after"] == "2" for r in refused)
     assert all(r.headers["content-type"] == "application/problem+json" for r in refused)
@@ -118,7 +121,7 @@ def test_degrade_policy_is_never_refused_early(make_served: ServeFactory) -> Non
     backend = FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9), latency_s=1.0)
     served = make_served(backend, model_concurrency=1, model_queue=0)
     body = b'{"message": "I had a seizure after the second dose"}'
-    answered, _ = asyncio.run(_while_model_busy(served.url, body))
+    answered, _ = asyncio.run(_while_model_busy(served.url, body, backend))
     assert [r.status_code for r in answered] == [200, 200]
     assert all(r.json()["degraded"] for r in answered)
     assert all(r.json()["category"] == "safety_compliance" for r in answered)

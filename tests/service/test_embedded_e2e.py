@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from engine.backends.registry import BackendSettings, build_backend
-from engine.pii import PresidioRedactor
+from engine.pii.presidio import PresidioRedactor
 from service.app import create_app
 from service.settings import Settings
 from tests.service.conftest import serve

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.pii import PresidioRedactor
+from engine.pii.presidio import PresidioRedactor
 from tests.service.conftest import ServeFactory
 
 EMAIL, PHONE, CARD = "jo.smith@example.com", "+1 415-555-0100", "4111 1111 1111 1111"

@@ -1,0 +1,41 @@
+"""The facts a decision's rules are evaluated over: channel, the model's verdict, keyword matches.
+
+Numeric fields are always present (durable-rules never matches a missing value), and when the
+model gave no usable verdict its category is ``"none"`` with confidence and probabilities 0.0, so
+``confidence_below`` rules fire on a failed model call too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.categories import CATEGORIES, Category, Channel, VerdictStatus
+from engine.policy.ruleset import FACT_KIND
+
+NO_CATEGORY = "none"
+
+
+@dataclass(frozen=True)
+class DecisionFacts:
+    channel: Channel
+    llm_status: VerdictStatus
+    llm_category: Category | None
+    confidence: float
+    probabilities: Mapping[Category, float]
+    keywords: Mapping[str, bool]
+
+    def to_fact(self) -> dict[str, Any]:
+        """The JSON-ready fact; every keyword group and every probability is present."""
+        return {
+            "kind": FACT_KIND,
+            "channel": self.channel.value,
+            "llm": {
+                "status": self.llm_status.value,
+                "category": self.llm_category.value if self.llm_category else NO_CATEGORY,
+                "confidence": float(self.confidence),
+                "p": {c.value: float(self.probabilities.get(c, 0.0)) for c in CATEGORIES},
+            },
+            "keywords": {name: bool(v) for name, v in sorted(self.keywords.items())},
+        }

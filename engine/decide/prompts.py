@@ -1,0 +1,87 @@
+"""Renders a policy's Jinja2 prompt template into chat turns, in a sandbox, message last.
+
+A template defines two blocks: ``system`` (instructions and label definitions; static) and
+``user`` (one message). The few-shot examples are rendered with the same ``user`` block, so the
+static prefix is byte-identical between calls and backends can keep it cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError
+
+from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
+from engine.categories import CATEGORIES, Channel
+from engine.errors import PromptRenderError
+from engine.policy.model import Policy
+from engine.policy.templates import template_environment
+
+# Chat-template control sequences (<|im_start|>, <|endoftext|>, [INST], ...) never reach a model
+# from a customer message: they could forge conversation turns.
+_CONTROL_SEQUENCE = re.compile(r"<\|[^|<>\n]{0,40}\|>|\[/?INST\]|<</?SYS>>")
+
+
+def neutralise(message: str) -> str:
+    return _CONTROL_SEQUENCE.sub(" ", message)
+
+
+@dataclass(frozen=True)
+class _LabelView:
+    name: str
+    answer: str
+    definition: str
+
+
+class PromptBuilder:
+    """Builds RenderedPrompts for one policy revision; the static prefix is rendered once."""
+
+    def __init__(self, policy: Policy, prompts_dir: Path) -> None:
+        self._policy = policy
+        env = template_environment(prompts_dir)
+        path = prompts_dir / policy.prompt.template
+        source = path.read_text(encoding="utf-8")
+        self.template_hash = "sha256:" + hashlib.sha256(source.encode("utf-8")).hexdigest()
+        self._template = env.from_string(source)
+        self.choices = tuple(
+            LabelChoice(category=c, answer=policy.labels.spec(c).answer) for c in CATEGORIES
+        )
+        self._labels = [
+            _LabelView(c.value, policy.labels.spec(c).answer, policy.labels.spec(c).definition)
+            for c in CATEGORIES
+        ]
+        answers = {c.category: c.answer for c in self.choices}
+        prefix: list[ChatMessage] = [ChatMessage("system", self._block("system", self._ctx()))]
+        for example in policy.prompt.examples:
+            ctx = self._ctx(message=neutralise(example.message), channel=example.channel)
+            prefix.append(ChatMessage("user", self._block("user", ctx)))
+            prefix.append(ChatMessage("assistant", answers[example.label]))
+        self._prefix = tuple(prefix)
+
+    def _ctx(self, message: str = "", channel: Channel = Channel.CHAT) -> dict[str, Any]:
+        return {
+            "labels": self._labels,
+            "message": message,
+            "channel": channel.value,
+            "policy_id": self._policy.id,
+        }
+
+    def _block(self, block: str, context: Mapping[str, Any]) -> str:
+        try:
+            render = self._template.blocks[block]
+            return "".join(render(self._template.new_context(dict(context)))).strip()
+        except (TemplateError, KeyError) as exc:
+            raise PromptRenderError(
+                f"template {self._policy.prompt.template!r} block {block!r}: {exc}"
+            ) from exc
+
+    def render(self, message: str, channel: Channel) -> RenderedPrompt:
+        limit = self._policy.prompt.max_message_chars
+        text = neutralise(message)[:limit]
+        user = ChatMessage("user", self._block("user", self._ctx(message=text, channel=channel)))
+        return RenderedPrompt(messages=(*self._prefix, user), template_hash=self.template_hash)

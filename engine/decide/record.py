@@ -1,0 +1,135 @@
+"""The decision record: one immutable, self-explaining account of a decision.
+
+It carries what is needed to explain and replay the decision (policy revision, template hash,
+model digest, label probabilities, fired rules, ordered path) and never the raw message: only the
+redacted text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from engine.categories import Category, Channel, VerdictStatus
+
+
+@dataclass(frozen=True)
+class PathStep:
+    """One step of the decision path: which stage, what happened, the detail."""
+
+    stage: str
+    code: str
+    detail: str = ""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PolicyStamp(_Frozen):
+    id: str
+    version: str
+    revision: str
+
+
+class ModelStamp(_Frozen):
+    backend: str
+    name: str
+    digest: str
+
+
+class LLMResult(_Frozen):
+    status: VerdictStatus
+    label: Category | None
+    confidence: float | None
+    probabilities: dict[Category, float] = Field(
+        description="The model's own label probabilities (before any calibration)."
+    )
+    calibrated: dict[Category, float] | None = Field(
+        default=None,
+        description="The probabilities rules and thresholds used, when the policy calibrates.",
+    )
+    method: str
+    raw_output: str = ""
+    error: str | None = None
+
+
+class FiredRule(_Frozen):
+    id: str
+    reason: str
+
+
+class CaseRecord(_Frozen):
+    """The case a workflow's ``create_case_record`` step opened."""
+
+    case_id: str
+    opened_at: str
+    keywords_matched: list[str] | None = Field(
+        default=None, description="Keyword groups matched, when an enrich step ran before."
+    )
+    sla_due_at: str | None = None
+
+
+class WorkflowTrace(_Frozen):
+    name: Category
+    completed: list[str]
+    next_step: str | None
+    status: str = Field(description="'awaiting_review', 'dispatched' or 'completed'.")
+    queue: str | None = Field(default=None, description="Review queue while awaiting review.")
+    sla_due_at: str | None = None
+    case: CaseRecord | None = None
+
+
+class Timings(_Frozen):
+    total_ms: float
+    redaction_ms: float
+    llm_ms: float
+    engine_ms: float = Field(description="Everything but redaction and the model call.")
+
+
+class TokenUsage(_Frozen):
+    prompt: int
+    cached: int
+    output: int
+
+
+class DecisionRecord(_Frozen):
+    """What was decided, why, by which policy revision and model, and how long it took."""
+
+    decision_id: str
+    created_at: str
+    channel: Channel
+    input_redacted: str
+    input_chars: int
+    redaction: str = Field(description="'applied', 'none' or 'failed'.")
+    metadata: dict[str, JsonValue] = Field(
+        default_factory=dict, description="The caller's opaque metadata, stored as given."
+    )
+    policy: PolicyStamp
+    prompt_template_hash: str
+    model: ModelStamp
+    llm: LLMResult
+    keywords_matched: list[str]
+    rules_fired: list[FiredRule]
+    category: Category
+    confidence: float | None = Field(
+        description="The model's probability of the final category; null when it was not used."
+    )
+    requires_human_review: bool
+    degraded: bool
+    decision_path: list[PathStep]
+    workflow: WorkflowTrace
+    next_step: str | None
+    timings: Timings
+    tokens: TokenUsage
+    cost_usd: float
+
+    def explain(self) -> str:
+        """The decision path as lines a reviewer can read."""
+        return "\n".join(f"{s.stage:>9} | {s.code}: {s.detail}" for s in self.decision_path)
+
+
+def encode_record(record: DecisionRecord) -> bytes:
+    """The record as JSON: made once per decision, the same bytes answer and are stored."""
+    return record.__pydantic_serializer__.to_json(record)

@@ -1,0 +1,69 @@
+"""The audit store's contract: append-only decisions and review outcomes, and how they are read.
+
+``append`` returns only once the record is durable: the service answers 200 only for a stored
+decision. Both databases implement every read here through ``service.audit.rows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from engine import DecisionRecord
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    decision_id: str
+    category: str
+    note: str
+    reviewer: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class PendingReview:
+    decision_id: str
+    created_at: str
+    category: str
+    policy_revision: str
+    queue: str | None
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    """A stored record (as JSON data) and the latest reviewer's category, if any."""
+
+    record: dict[str, Any]
+    reviewed: str | None
+
+
+class AuditStore(Protocol):
+    async def append(self, record: DecisionRecord, encoded: bytes | None = None) -> None:
+        """Return only once the record is durable; ``encoded`` is its JSON, when already made."""
+        ...
+
+    async def get(self, decision_id: str) -> dict[str, Any] | None: ...
+
+    async def add_review(self, outcome: ReviewOutcome) -> None: ...
+
+    async def reviews_for(self, decision_id: str) -> list[ReviewOutcome]: ...
+
+    async def pending_reviews(self, limit: int) -> list[PendingReview]: ...
+
+    async def labelled(self, limit: int) -> list[tuple[str, str, str]]:
+        """(decision_id, redacted text, reviewer's category) for evaluation."""
+        ...
+
+    async def recent(self, policy_id: str, limit: int) -> list[RecordedDecision]:
+        """A policy's newest ``limit`` decisions, oldest first, with review outcomes (replay)."""
+        ...
+
+    async def count(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
