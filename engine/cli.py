@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: check policies, classify, diff, write the schema, install the model.
+"""The ``switchboard`` command: check (load and build) policies, classify, write the schema.
 
 Other packages add subcommands (``serve``, ``eval``, ``diff``) through the
 ``switchboard.commands`` entry-point group, so the engine never imports the service or eval.
@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    check = sub.add_parser("check", help="validate policies; print every problem; exit 1 on any")
+    check = sub.add_parser(
+        "check", help="load and build every policy as a reload would; print every problem"
+    )
     check.add_argument("directory", nargs="?", default=str(default_policies_dir()))
     check.add_argument("--prompts", help="prompt template directory (default: ../prompts)")
     check.set_defaults(handler=_check)

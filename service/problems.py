@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import (
+    AuditStoreError,
     MessageRejectedError,
     PolicyError,
     PolicyNotFoundError,
@@ -112,6 +113,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(MessageRejectedError)
     async def _rejected(_: Request, exc: MessageRejectedError) -> JSONResponse:
         return problem_response(422, "Message rejected", str(exc))
+
+    @app.exception_handler(AuditStoreError)
+    async def _store(_: Request, exc: AuditStoreError) -> JSONResponse:
+        fields = {"event": "audit_store_failed", "error": type(exc.__cause__ or exc).__name__}
+        log.error("audit store failed", extra={"fields": fields})
+        return problem_response(
+            503, "Audit store unavailable", "Retry later.", headers={"Retry-After": "1"}
+        )
 
     @app.exception_handler(SwitchboardError)
     async def _engine_error(_: Request, exc: SwitchboardError) -> JSONResponse:

@@ -43,3 +43,20 @@ def edit_policy(policy_copy: Path) -> Editor:
         path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
     return edit
+
+
+def break_the_build(edit: Editor) -> None:
+    """Two problems the schema cannot see, only building the engine can: a name entity that no
+    offline recognizer finds, and a rule beyond durable-rules' 15 and/or groups per rule."""
+    edit("policy.yaml", lambda d: d["redaction"]["entities"].insert(0, "PERSON"))
+    branches = [
+        {"channel": ["chat"], "confidence_below": round(0.1 + i / 100, 2)} for i in range(16)
+    ]
+    too_wide = {
+        "id": "too-wide",
+        "reason": "Sixteen alternatives: more and/or groups than durable-rules compiles.",
+        "priority": 500,
+        "when": {"any": branches},
+        "then": {"requires_human_review": True},
+    }
+    edit("rules.yaml", lambda d: d["rules"].append(too_wide))

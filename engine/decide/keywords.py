@@ -51,10 +51,6 @@ class KeywordMatcher:
     def __init__(self, groups: Mapping[str, KeywordGroup]) -> None:
         self._groups = {name: _compile(group) for name, group in groups.items()}
 
-    @property
-    def groups(self) -> tuple[str, ...]:
-        return tuple(self._groups)
-
     def match(self, text: str) -> dict[str, bool]:
         folded = fold(text)
         words = set(_WORD.findall(folded))

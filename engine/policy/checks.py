@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import phonenumbers
 
 from engine.categories import CATEGORIES, Category, Channel
-from engine.errors import RulesEngineError
 from engine.policy.model import ChannelAdjustment as _ChannelAdjustment
 from engine.policy.model import (
     Condition,
@@ -27,7 +26,6 @@ from engine.policy.model import (
     Workflow,
     Workflows,
 )
-from engine.policy.ruleset import ruleset_definition
 
 PathPart = str | int
 Finding = tuple[tuple[PathPart, ...], str]
@@ -236,20 +234,6 @@ def check_redaction(s: Sections) -> Iterator[Finding]:
                 )
 
 
-def check_ruleset(s: Sections) -> Iterator[Finding]:
-    """The rules must compile within durable-rules' limits (checked here, not first at build)."""
-    if s.rules is None or s.keyword_groups is None:
-        return
-    for rule in s.rules:
-        unknown = any(g not in s.keyword_groups for g in _condition_groups(rule.when))
-        if unknown or _is_empty(rule.when):
-            return  # check_rules reports these; the translation would only repeat them
-    try:
-        ruleset_definition(s.rules, s.keyword_groups)
-    except RulesEngineError as exc:
-        yield (exc.path, str(exc))
-
-
 CROSS_CHECKS: tuple[Callable[[Sections], Iterator[Finding]], ...] = (
     check_labels,
     check_thresholds,
@@ -257,5 +241,4 @@ CROSS_CHECKS: tuple[Callable[[Sections], Iterator[Finding]], ...] = (
     check_rules,
     check_workflows,
     check_redaction,
-    check_ruleset,
 )

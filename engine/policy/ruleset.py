@@ -1,7 +1,8 @@
 """Policy rules as a durable-rules ruleset, checked against every limit of durable's C engine.
 
-Pure Python, run when a policy is loaded (so ``switchboard check`` reports a rule that would not
-compile, with its file and line) and again when ``engine.decide.rules`` compiles the ruleset.
+Pure Python, run by ``engine.decide.rules`` before it hands the ruleset to durable-rules, when an
+engine is built (``switchboard check`` builds too, so it reports a rule that would not compile,
+with its file and line).
 Limits are checked on a model of durable's alpha network (``_Node``), which keeps it away from
 silent overflows and crashes: at most 500 rules, 15 ``$and``/``$or`` per rule, 200 rules ending
 on one node, and a traversal stack that stays within 64 entries for every possible fact (error

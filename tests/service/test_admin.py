@@ -8,7 +8,8 @@ from typing import Any
 
 from engine.backends.fake import Scripted
 from engine.categories import Category
-from tests.conftest import Editor
+from engine.pii.presidio import PresidioRedactor
+from tests.conftest import Editor, break_the_build
 from tests.service.conftest import Served, ServeFactory
 
 
@@ -73,6 +74,27 @@ def test_broken_policy_is_refused_and_old_one_keeps_serving(
     status = served.client.get("/admin/policies", headers=served.admin()).json()
     assert status["active"][0]["revision"] == before
     assert status["last_reload_error"]["problems"]
+    ok = served.client.post("/classify", json={"message": "hello"})
+    assert ok.status_code == 200
+    assert ok.json()["policy"]["revision"] == before
+
+
+def test_a_policy_that_fails_to_build_is_refused_with_every_problem(
+    make_served: ServeFactory, edit_policy: Editor
+) -> None:
+    served = make_served(redactor_factory=PresidioRedactor)
+    before = _revision(served)
+    break_the_build(edit_policy)
+    r = served.client.post("/admin/reload", headers=served.admin())
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    problems = r.json()["problems"]
+    assert any("redaction.entities[0]" in p and "PERSON" in p for p in problems), problems
+    assert any("too-wide" in p and "rules.yaml:" in p for p in problems), problems
+    status = served.client.get("/admin/policies", headers=served.admin()).json()
+    assert status["active"][0]["revision"] == before
+    assert status["last_reload_error"]["problems"] == problems
+    assert status["reload_failures"] == 1
     ok = served.client.post("/classify", json={"message": "hello"})
     assert ok.status_code == 200
     assert ok.json()["policy"]["revision"] == before

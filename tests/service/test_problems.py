@@ -1,0 +1,70 @@
+"""Errors become problem+json in one place: every SwitchboardError, never a bare 500."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from engine import AuditStoreError, DecisionRecord, PromptRenderError
+from service.app import create_app
+from service.audit import PendingReview, RecordedDecision, ReviewOutcome
+from service.settings import Settings
+from tests.service.conftest import serve
+
+
+class _BrokenStore:
+    """An audit store whose reads fail the way a lost database connection does."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def append(self, record: DecisionRecord, encoded: bytes | None = None) -> None:
+        return None
+
+    async def get(self, decision_id: str) -> dict[str, Any] | None:
+        raise self.error
+
+    async def add_review(self, outcome: ReviewOutcome) -> None:
+        raise self.error
+
+    async def reviews_for(self, decision_id: str) -> list[ReviewOutcome]:
+        raise self.error
+
+    async def pending_reviews(self, limit: int) -> list[PendingReview]:
+        raise self.error
+
+    async def labelled(self, limit: int) -> list[tuple[str, str, str]]:
+        raise self.error
+
+    async def recent(self, policy_id: str, limit: int) -> list[RecordedDecision]:
+        raise self.error
+
+    async def count(self) -> int:
+        raise self.error
+
+    async def close(self) -> None:
+        return None
+
+
+def _get(policy_copy: Path, error: Exception, path: str) -> tuple[int, str, dict[str, Any]]:
+    settings = Settings(policies=policy_copy.parent, backend="fake", warm_up=False)
+    app = create_app(settings, store=_BrokenStore(error), redactor_factory=None)
+    with serve(app) as url, httpx.Client(base_url=url) as client:
+        r = client.get(path)
+        return r.status_code, r.headers["content-type"], r.json()
+
+
+def test_an_unreadable_audit_store_is_503_with_retry_after(policy_copy: Path) -> None:
+    status, media, body = _get(policy_copy, AuditStoreError("connection lost"), "/decisions/x")
+    assert (status, media) == (503, "application/problem+json")
+    assert body["title"] == "Audit store unavailable"
+    assert "connection lost" not in str(body)  # internals stay in the log
+
+
+def test_any_other_engine_error_is_a_problem_document(policy_copy: Path) -> None:
+    status, media, body = _get(policy_copy, PromptRenderError("secret input"), "/reviews")
+    assert (status, media) == (500, "application/problem+json")
+    assert body["detail"].startswith("PromptRenderError")
+    assert "secret input" not in str(body)
