@@ -233,10 +233,15 @@ class Engine:
         elif skip_model is not None:
             verdict = LabelVerdict.failed(VerdictStatus.SKIPPED, skip_model)
         else:
-            prompt = self.prompts.render(prepared.redacted, request.channel)
-            verdict = await self.backend.score(
-                prompt, self.prompts.choices, deadline_s=deadline_s or self.deadline_s
-            )
+            try:
+                prompt = self.prompts.render(prepared.redacted, request.channel)
+            except PromptRenderError as exc:
+                # The template failed on this message: decide rules-only rather than lose it.
+                verdict = LabelVerdict.failed(VerdictStatus.ERROR, str(exc))
+            else:
+                verdict = await self.backend.score(
+                    prompt, self.prompts.choices, deadline_s=deadline_s or self.deadline_s
+                )
         return self.conclude(prepared, verdict)
 
     def prompt_for(self, request: DecisionRequest) -> RenderedPrompt | None:

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError
-
 from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
 from engine.categories import CATEGORIES, Channel
 from engine.errors import PromptRenderError
@@ -75,7 +73,7 @@ class PromptBuilder:
         try:
             render = self._template.blocks[block]
             return "".join(render(self._template.new_context(dict(context)))).strip()
-        except (TemplateError, KeyError) as exc:
+        except Exception as exc:  # template code is policy-authored: any failure is a render error
             raise PromptRenderError(
                 f"template {self._policy.prompt.template!r} block {block!r}: {exc}"
             ) from exc

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from engine import DecisionRequest, Engine, RulesCache, VerdictStatus
+from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category, Channel
 from engine.decide.prompts import PromptBuilder, neutralise
 from engine.errors import PromptRenderError
@@ -78,3 +82,36 @@ def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
     policy = load_policy(DEFAULT_POLICY, PROMPTS).policy
     with pytest.raises(PromptRenderError, match="block 'system'"):
         PromptBuilder(policy, prompts)
+
+
+def _fragile_template(tmp_path: Path) -> Path:
+    """A template whose user block divides by zero for a message that mentions a seizure."""
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "triage.j2").write_text(
+        "{% block system %}Labels: {% for l in labels %}{{ l.answer }} {% endfor %}{% endblock %}"
+        "{% block user %}{{ message }} {{ 1 // (0 if 'seizure' in message else 1) }}{% endblock %}",
+        encoding="utf-8",
+    )
+    return prompts
+
+
+def test_any_template_failure_is_a_render_error(tmp_path: Path) -> None:
+    policy = load_policy(DEFAULT_POLICY, PROMPTS).policy
+    builder = PromptBuilder(policy, _fragile_template(tmp_path))
+    assert builder.render("hello there", Channel.CHAT).messages[-1].content.startswith("hello")
+    with pytest.raises(PromptRenderError, match="division"):
+        builder.render("a seizure", Channel.CHAT)
+
+
+def test_a_message_the_template_cannot_render_is_decided_rules_only(tmp_path: Path) -> None:
+    loaded = replace(load_policy(DEFAULT_POLICY, PROMPTS), prompts_dir=_fragile_template(tmp_path))
+    backend = FakeBackend(default=Scripted.label(Category.INFORMATIONAL, 0.99))
+    engine = Engine.build(loaded, backend, rules_cache=RulesCache())
+    seizure = "I had a seizure after the second dose"
+    record = asyncio.run(engine.decide(DecisionRequest(seizure)))
+    assert not backend.calls  # nothing half-rendered reached the model
+    assert record.degraded
+    assert record.llm.status is VerdictStatus.ERROR
+    assert record.category is Category.SAFETY_COMPLIANCE  # keyword override still applied
+    assert record.requires_human_review
