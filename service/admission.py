@@ -120,14 +120,18 @@ class ModelGuard:
         started = time.perf_counter()
         self.admitted += 1
         try:
-            try:
-                await asyncio.wait_for(self._slots.acquire(), timeout=deadline_s)
-            except asyncio.TimeoutError:
-                return LabelVerdict.failed(
-                    VerdictStatus.TIMEOUT,
-                    f"waited {deadline_s:.2f}s for a model slot",
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                )
+            if not self._slots.locked():
+                # A free slot is taken at once: no need for wait_for's task and timer.
+                await self._slots.acquire()
+            else:
+                try:
+                    await asyncio.wait_for(self._slots.acquire(), timeout=deadline_s)
+                except asyncio.TimeoutError:
+                    return LabelVerdict.failed(
+                        VerdictStatus.TIMEOUT,
+                        f"waited {deadline_s:.2f}s for a model slot",
+                        latency_ms=(time.perf_counter() - started) * 1000,
+                    )
             self.calling += 1
             try:
                 remaining = max(deadline_s - (time.perf_counter() - started), 0.001)

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import gc
 from pathlib import Path
 
 from engine.backends.registry import BACKENDS
+
+# The cyclic GC's first threshold (Python's default is 700 allocations net of deallocations).
+# Under concurrent load, objects of in-flight requests survive young collections and are promoted
+# until a full collection runs over every long-lived object (spaCy, Presidio, pydantic, FastAPI:
+# ~160,000 of them, ~100 ms per full collection, every few hundred requests at 64 in flight).
+# Most request objects die by reference counting, so at 10,000 the young collections, and the
+# promotions with them, nearly stop: measured GC time per request fell from ~190 us to ~3 us.
+GC_GEN0_THRESHOLD = 10_000
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -22,11 +31,16 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["backend"] = args.backend
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level)
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_config=None,
+        # uvicorn.access has no handler here (log_config=None) and its lines were dropped;
+        # off, it does not build them for every request either.
+        access_log=False,
         timeout_graceful_shutdown=10,
     )
     return 0

@@ -10,9 +10,22 @@ from engine.decide.record import DecisionRecord
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        # What json.dumps(entry, ensure_ascii=False) does, without a new encoder per line.
+        self._encode = json.JSONEncoder(ensure_ascii=False).encode
+        self._second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        # Whole seconds: every line within one second has the same text, so format it once.
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S"))
+        return self._second[1]
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": self._timestamp(record),
             "level": record.levelname,
             "logger": record.name,
         }
@@ -23,7 +36,7 @@ class JsonFormatter(logging.Formatter):
             entry["msg"] = record.getMessage()
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__  # no traceback text: it may hold input
-        return json.dumps(entry, ensure_ascii=False)
+        return self._encode(entry)
 
 
 def configure_logging(level: str) -> None:

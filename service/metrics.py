@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from engine.decide.record import DecisionRecord
+
+_STAGES = ("redaction", "llm", "engine", "store", "total")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -65,6 +69,18 @@ class Metrics:
             registry=r,
         )
 
+        # Labelled children, looked up once: ``labels()`` validates, converts and locks on each
+        # call. Nothing here removes a child, so a cached one is the one the registry exports.
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._stages = {stage: self.stage_seconds.labels(stage) for stage in _STAGES}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe(self, record: DecisionRecord, store_seconds: float) -> None:
         outcome = (
             "degraded"
@@ -73,20 +89,21 @@ class Metrics:
             if record.requires_human_review
             else "automatic"
         )
-        self.decisions.labels(
-            record.category.value, outcome, record.policy.version, record.channel.value
+        category = record.category.value
+        self._child(
+            self.decisions, category, outcome, record.policy.version, record.channel.value
         ).inc()
         if record.confidence is not None:
-            self.confidence.labels(record.category.value).observe(record.confidence)
-        t = record.timings
-        self.stage_seconds.labels("redaction").observe(t.redaction_ms / 1000)
-        self.stage_seconds.labels("llm").observe(t.llm_ms / 1000)
-        self.stage_seconds.labels("engine").observe(t.engine_ms / 1000)
-        self.stage_seconds.labels("store").observe(store_seconds)
-        self.stage_seconds.labels("total").observe(t.total_ms / 1000 + store_seconds)
-        self.model_calls.labels(record.llm.status.value).inc()
+            self._child(self.confidence, category).observe(record.confidence)
+        t, stages = record.timings, self._stages
+        stages["redaction"].observe(t.redaction_ms / 1000)
+        stages["llm"].observe(t.llm_ms / 1000)
+        stages["engine"].observe(t.engine_ms / 1000)
+        stages["store"].observe(store_seconds)
+        stages["total"].observe(t.total_ms / 1000 + store_seconds)
+        self._child(self.model_calls, record.llm.status.value).inc()
         for step in record.decision_path:
             if step.stage == "fallback":
-                self.fallbacks.labels(step.code).inc()
+                self._child(self.fallbacks, step.code).inc()
         for rule in record.rules_fired:
-            self.rules_fired.labels(rule.id).inc()
+            self._child(self.rules_fired, rule.id).inc()

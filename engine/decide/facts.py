@@ -7,7 +7,7 @@ model gave no usable verdict its category is ``"none"`` with confidence and prob
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,4 +38,20 @@ class DecisionFacts:
                 "p": {c.value: float(self.probabilities.get(c, 0.0)) for c in CATEGORIES},
             },
             "keywords": {name: bool(v) for name, v in sorted(self.keywords.items())},
+        }
+
+    def fact_for(self, groups: Sequence[str]) -> dict[str, Any]:
+        """``to_fact()`` with exactly ``groups`` as keywords, in that order (a ruleset's layout);
+        ``KeyError`` when one of them is missing. One dict, built once: this runs per decision."""
+        p = self.probabilities
+        return {
+            "kind": FACT_KIND,
+            "channel": self.channel.value,
+            "llm": {
+                "status": self.llm_status.value,
+                "category": self.llm_category.value if self.llm_category else NO_CATEGORY,
+                "confidence": float(self.confidence),
+                "p": {c.value: float(p.get(c, 0.0)) for c in CATEGORIES},
+            },
+            "keywords": {name: bool(self.keywords[name]) for name in groups},
         }

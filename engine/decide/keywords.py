@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from engine.decide.prefilter import GuardedPattern, guard_alternation, prefilter_applies
 from engine.policy.model import KeywordGroup
 
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\uff07": "'"})
@@ -28,39 +30,63 @@ _FIRST_WORD = re.compile(r"^(\w+)(?=\W)")  # a phrase's first whole word, as _WO
 
 
 @dataclass(frozen=True)
+class _Phrase:
+    words: frozenset[str]  # whole words of the text in every match (ASCII; see _whole_words)
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
 class _CompiledGroup:
     words: frozenset[str]  # whole single words
     stems: tuple[str, ...]  # single-word prefixes ("reaction*")
-    phrases: Mapping[str, re.Pattern[str]]  # multi-word phrases, by their first word
-    always: re.Pattern[str] | None  # regexes, and phrases that do not start with a word
+    phrases: Mapping[str, tuple[_Phrase, ...]]  # multi-word phrases, by their first word
+    always: tuple[GuardedPattern, ...]  # regexes, and phrases that do not start with a word
 
-    def search(self, folded: str, words: set[str]) -> bool:
+    def search(self, folded: str, words: set[str], ordered: Sequence[str], prefilter: bool) -> bool:
+        """``ordered`` is ``sorted(words)``; ``prefilter`` is ``prefilter_applies(folded)``."""
         if not self.words.isdisjoint(words):
             return True
-        if self.stems and any(w.startswith(self.stems) for w in words):
+        if self.stems and _starts_with_any(ordered, self.stems):
             return True
         for first in words.intersection(self.phrases):
-            if self.phrases[first].search(folded):
-                return True
-        return self.always is not None and self.always.search(folded) is not None
+            for phrase in self.phrases[first]:
+                if (not prefilter or phrase.words <= words) and phrase.pattern.search(folded):
+                    return True
+        return any(pattern.search(folded, prefilter) for pattern in self.always)
+
+
+def _starts_with_any(ordered: Sequence[str], stems: tuple[str, ...]) -> bool:
+    # The words starting with a stem sort together, from the first word not below the stem.
+    for stem in stems:
+        at = bisect_left(ordered, stem)
+        if at < len(ordered) and ordered[at].startswith(stem):
+            return True
+    return False
 
 
 class KeywordMatcher:
-    """Compiled once per policy revision: single words by set lookup, the rest by one regex."""
+    """Compiled once per policy revision: single words by set lookup, the rest by regexes that
+    run only when the text holds the literal text they need (``engine.decide.prefilter``)."""
 
     def __init__(self, groups: Mapping[str, KeywordGroup]) -> None:
         self._groups = {name: _compile(group) for name, group in groups.items()}
 
-    def match(self, text: str) -> dict[str, bool]:
+    def match(self, text: str, groups: Iterable[str] | None = None) -> dict[str, bool]:
+        """Which groups ``text`` matches: every group, or only ``groups`` (in that order)."""
         folded = fold(text)
         words = set(_WORD.findall(folded))
-        return {name: group.search(folded, words) for name, group in self._groups.items()}
+        ordered = sorted(words)
+        prefilter = prefilter_applies(folded)
+        chosen = self._groups if groups is None else groups
+        return {
+            name: self._groups[name].search(folded, words, ordered, prefilter) for name in chosen
+        }
 
 
 def _compile(group: KeywordGroup) -> _CompiledGroup:
     words: set[str] = set()
     stems: set[str] = set()
-    by_first: dict[str, list[str]] = {}
+    by_first: dict[str, list[_Phrase]] = {}
     always: list[str] = []
     for keyword in sorted(set(group.keywords), key=len, reverse=True):
         body = fold(keyword.rstrip("*")).strip()
@@ -68,15 +94,34 @@ def _compile(group: KeywordGroup) -> _CompiledGroup:
             (stems if keyword.endswith("*") else words).add(body)
             continue
         first = _FIRST_WORD.match(body)
-        target = by_first.setdefault(first.group(1), []) if first else always
-        target.append(_keyword_pattern(keyword))
+        if first is None:
+            always.append(_keyword_pattern(keyword))
+            continue
+        # One regex per phrase (they have no groups, so alone each matches as in an alternation).
+        pattern = re.compile(_keyword_pattern(keyword), re.IGNORECASE)
+        by_first.setdefault(first.group(1), []).append(_Phrase(_whole_words(keyword), pattern))
     always += [f"(?:{p})" for p in group.patterns]
     return _CompiledGroup(
         frozenset(words),
         tuple(sorted(stems)),
-        {w: re.compile("|".join(ps), re.IGNORECASE) for w, ps in by_first.items()},
-        re.compile("|".join(always), re.IGNORECASE) if always else None,
+        {w: tuple(phrases) for w, phrases in by_first.items()},
+        guard_alternation(always, re.IGNORECASE) if always else (),
     )
+
+
+def _whole_words(keyword: str) -> frozenset[str]:
+    """The words every match of ``_keyword_pattern(keyword)`` holds as whole words of the text:
+    each word the pattern bounds on both sides, so all but a last word left open (a trailing '*',
+    or no word boundary after it). Empty for a keyword with a non-ASCII character, whose words
+    a case-insensitive match may spell differently (see ``engine.decide.prefilter``)."""
+    text = fold(keyword.rstrip("*"))
+    if not text.isascii():
+        return frozenset()
+    found = _WORD.findall(text)
+    closed = not keyword.endswith("*") and re.search(r"\w$", keyword) is not None
+    if found and not closed and _WORD.fullmatch(text.rstrip()[-1]):
+        found.pop()
+    return frozenset(found)
 
 
 def _keyword_pattern(keyword: str) -> str:

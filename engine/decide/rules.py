@@ -15,6 +15,7 @@ Every engine failure raises ``RulesEngineError``; callers fail closed on it.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -43,6 +44,10 @@ class CompiledRules:
         self._names = {*self._order, CATCH_ALL}
         self._groups = tuple(groups)
         self._lock = threading.Lock()
+        # Session ids: unique within this ruleset for the life of the process (a leaked session
+        # keeps its id), which is all durable-rules needs; no syscall for random bytes per fact.
+        # next() on itertools.count is atomic under the GIL.
+        self._sessions = itertools.count()
         self.revision = revision
 
     @classmethod
@@ -79,12 +84,14 @@ class CompiledRules:
 
     def evaluate(self, facts: DecisionFacts) -> tuple[str, ...]:
         """Ids of the rules that fire, de-duplicated, ordered by (priority, position in policy)."""
-        fact = facts.to_fact()
-        keywords = fact["keywords"]
-        if missing := [g for g in self._groups if g not in keywords]:
-            raise RulesEngineError(f"facts lack keyword groups {missing}; matcher and rules differ")
-        fact["keywords"] = {g: keywords[g] for g in self._groups}
-        sid = uuid.uuid4().hex
+        try:
+            fact = facts.fact_for(self._groups)
+        except KeyError:
+            missing = [g for g in self._groups if g not in facts.keywords]
+            raise RulesEngineError(
+                f"facts lack keyword groups {missing}; matcher and rules differ"
+            ) from None
+        sid = format(next(self._sessions), "032x")
         fact["sid"] = sid
         try:
             text = durable_json(fact)

@@ -28,6 +28,19 @@ class Integrations(Protocol):
     def dispatch(self, integration: str, step: str, payload: Mapping[str, Any]) -> None: ...
 
 
+class _AsJson:
+    """A log message that is its fields as JSON, encoded only if a handler formats the message
+    (the service's JSON formatter writes ``fields`` and never does)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return json.dumps(self.fields)
+
+
 class LoggingIntegrations:
     """Stand-in for ticketing, CRM and pharmacovigilance clients: logs each hand-off as JSON."""
 
@@ -36,11 +49,11 @@ class LoggingIntegrations:
 
     def queue_for_review(self, queue: str, payload: Mapping[str, Any]) -> None:
         fields = {"event": "queued_for_review", "queue": queue, **payload}
-        self._log.info(json.dumps(fields), extra={"fields": fields})
+        self._log.info("%s", _AsJson(fields), extra={"fields": fields})
 
     def dispatch(self, integration: str, step: str, payload: Mapping[str, Any]) -> None:
         fields = {"event": "dispatched", "integration": integration, "step": step, **payload}
-        self._log.info(json.dumps(fields), extra={"fields": fields})
+        self._log.info("%s", _AsJson(fields), extra={"fields": fields})
 
 
 class RecordingIntegrations:

@@ -2,7 +2,9 @@
 
 Measures ``Engine.decide`` wall time minus the model's reported time for the default policy and
 for a generated 200-rule policy; then redaction alone (Presidio) for short clean messages and
-1,000-character messages full of PII.
+1,000-character messages full of PII; and ``record.timings.engine_ms`` (what the record says
+the engine cost) over the 280-message traffic mix (``traffic_mix``), with no redactor and with
+the repository policy's Presidio redactor.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from engine.decide.workflow import RecordingIntegrations
 from engine.policy.loader import LoadedPolicy, load_policy
 from eval.bench.messages import MESSAGES
 from eval.bench.report import emit, summary
+from eval.bench.traffic_mix import traffic_mix
 
 PII_MESSAGE = (
     "Hi, I'm writing about order 99812. You can reach me at jane.doe@example.com or "
@@ -86,6 +89,37 @@ async def _overhead(loaded: LoadedPolicy, n: int) -> tuple[list[float], int]:
     return samples, engine.rules.rule_count
 
 
+def _mix_engine_ms(loaded: LoadedPolicy, *, presidio: bool, passes: int) -> list[float]:
+    """``record.timings.engine_ms`` over the 280-message traffic mix, ``passes`` times."""
+    redactor_factory = None
+    if presidio:
+        from engine.pii.presidio import PresidioRedactor
+
+        redactor_factory = PresidioRedactor
+    engine = Engine.build(
+        loaded,
+        FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.7)),
+        rules_cache=RulesCache(),
+        integrations=RecordingIntegrations(),
+        redactor_factory=redactor_factory,
+    )
+    mix = [DecisionRequest(message=m.text, channel=m.channel) for m in traffic_mix()]
+
+    async def decide_all(rounds: int) -> list[float]:
+        samples: list[float] = []
+        for _ in range(rounds):
+            for request in mix:
+                samples.append((await engine.decide(request)).timings.engine_ms)
+        return samples
+
+    async def measure() -> list[float]:
+        await decide_all(1)  # warm caches, the allocator and Presidio's pipeline
+        gc.collect()
+        return await decide_all(passes)
+
+    return asyncio.run(measure())
+
+
 def _redaction(n: int) -> dict[str, dict[str, float]]:
     from engine.pii.presidio import PresidioRedactor
 
@@ -94,13 +128,33 @@ def _redaction(n: int) -> dict[str, dict[str, float]]:
     # The same policy with its phone search narrowed to two regions (redaction.phone_regions):
     # the phone matcher scans the text once per region and dominates long messages.
     narrowed = PresidioRedactor(policy.redaction.model_copy(update={"phone_regions": ["US", "GB"]}))
-    long_pii = (PII_MESSAGE * 5)[:1000]
+    long_pii = (PII_MESSAGE * 5)[:1000]  # PII_MESSAGE (243 characters) four times over
+    # About 1,500 characters without PII: the pre-scan clears it without running Presidio.
+    long_clean = (
+        "Hello, I ordered the blood pressure tablets last week and the parcel still has not "
+        "arrived. The tracking page says it left the warehouse but nothing has changed since. "
+        "Could you check what happened and tell me when I can expect it? I take these every "
+        "morning, so I only have a few days left. If it is lost, please send a replacement or let "
+        "me pick it up at the pharmacy near my office instead. I also wanted to ask whether I can "
+        "take them with grapefruit juice, because my doctor mentioned something about that but I "
+        "forgot the details. Thank you for your help, and sorry for the long message. "
+    ) * 3
+    long_clean = long_clean[:1500]
+    # The same length with an order number and a date in it: four digits in a row might be a
+    # German phone number, so the pre-scan lets the phone recognizer (only) run.
+    long_with_numbers = long_clean[:1400] + " Order 4471, placed on 2024-03-15, for 2 boxes."
     out = {}
     for name, r, text in (
         ("short_clean", redactor, "Where is my order? It has been a week."),
+        (f"clean_{len(long_clean)}_chars", redactor, long_clean),
+        (f"clean_{len(long_with_numbers)}_chars_with_an_order_number", redactor, long_with_numbers),
+        ("pii_243_chars", redactor, PII_MESSAGE),
         ("pii_1000_chars", redactor, long_pii),
         ("pii_1000_chars_phone_regions_US_GB", narrowed, long_pii),
     ):
+        for _ in range(10):  # per-text lazy state (regex caches) out of the samples
+            r.redact(text)
+        gc.collect()
         samples = []
         for _ in range(n):
             started = time.perf_counter()
@@ -110,9 +164,17 @@ def _redaction(n: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def run(*, n: int = 5000, redaction_n: int = 300) -> dict[str, Any]:
+def run(*, n: int = 5000, redaction_n: int = 300, mix_passes: int = 5) -> dict[str, Any]:
     policies, prompts = Path("policies"), Path("prompts")
     default = load_policy(policies / "contact-center", prompts)
+    mix_ms = {
+        f"no_redactor_x{mix_passes}": summary(
+            _mix_engine_ms(default, presidio=False, passes=mix_passes), digits=3
+        ),
+        f"presidio_x{mix_passes}": summary(
+            _mix_engine_ms(default, presidio=True, passes=mix_passes), digits=3
+        ),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         big_dir = with_many_rules(policies / "contact-center", 200, Path(tmp))
         big = load_policy(big_dir, Path(tmp) / "prompts")
@@ -124,11 +186,14 @@ def run(*, n: int = 5000, redaction_n: int = 300) -> dict[str, Any]:
             f"generated_{big_rules}_rules": summary(big_samples, scale=1e6),
         },
         "redaction_ms": _redaction(redaction_n),
+        "traffic_mix_engine_ms": mix_ms,
     }
     rows: list[list[Any]] = [["what", "p50", "p90", "p99", "n"]]
     for name, s in results["engine_overhead_us"].items():
         rows.append([f"engine overhead, {name} (µs)", s["p50"], s["p90"], s["p99"], s["n"]])
     for name, s in results["redaction_ms"].items():
         rows.append([f"redaction, {name} (ms)", s["p50"], s["p90"], s["p99"], s["n"]])
+    for name, s in mix_ms.items():
+        rows.append([f"engine_ms, 280-message mix, {name}", s["p50"], s["p90"], s["p99"], s["n"]])
     emit("engine_overhead", results, rows)
     return results

@@ -6,6 +6,7 @@ once and those bytes are both the audit row and the response.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -64,6 +65,9 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
             skip_model=admitted.skip_model,
         )
         encoded = encode_record(record)
+        # Let every decision made in this turn of the event loop reach the audit writer before it
+        # wakes: they then share one commit (group commit) instead of taking one each.
+        await asyncio.sleep(0)
         started = time.perf_counter()
         try:
             await state.store.append(record, encoded)

@@ -90,6 +90,8 @@ VOCAB = [
     "HAD",
     "100%",
     "x-ray",
+    "\u0131ll",  # dotless i: re matches it with "i" case-insensitively (engine.decide.prefilter)
+    "\u017fide",  # long s
 ]
 
 

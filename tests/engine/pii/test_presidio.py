@@ -13,6 +13,7 @@ import tldextract
 
 from engine.errors import RedactionConfigError, RedactionFailedError, SwitchboardError
 from engine.pii.base import Redacted
+from engine.pii.prescan import PreScan
 from engine.pii.presidio import PresidioRedactor
 from engine.policy.loader import load_policy
 from engine.policy.model import Redaction
@@ -278,3 +279,57 @@ def test_phone_regions_limit_national_formats_not_international_ones() -> None:
 def test_unknown_phone_region_is_a_config_error() -> None:
     with pytest.raises(RedactionConfigError, match="UK"):
         PresidioRedactor(Redaction(entities=["PHONE_NUMBER"], phone_regions=["US", "UK"]))
+
+
+def test_a_message_the_prescan_clears_never_reaches_presidio(
+    redactor: PresidioRedactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("analysed a message that can hold no PII")
+
+    monkeypatch.setattr(redactor._analyzer, "analyze", explode)
+
+    text = "Where is my parcel? It was due on Monday, 3 days ago."
+    assert redactor.redact(text) == Redacted(text=text, entities=())
+
+
+def test_presidio_looks_only_for_the_types_the_prescan_allows(
+    redactor: PresidioRedactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list[str]] = []
+    analyze = redactor._analyzer.analyze  # type: ignore[union-attr]
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["entities"])
+        return analyze(*args, **kwargs)
+
+    monkeypatch.setattr(redactor._analyzer, "analyze", spy)
+
+    assert redactor.redact(f"mail {EMAIL}").text == "mail <EMAIL_ADDRESS>"
+    assert redactor.redact(f"call {PHONE}").text == "call <PHONE_NUMBER>"
+    assert asked == [["EMAIL_ADDRESS"], ["PHONE_NUMBER"]]
+
+
+def test_a_failure_inside_the_prescan_fails_closed(
+    redactor: PresidioRedactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(text: str) -> bool:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(redactor, "_prescan", PreScan(guards=(("EMAIL_ADDRESS", explode),)))
+
+    with pytest.raises(RedactionFailedError):
+        redactor.redact("Where is my parcel?")
+
+
+def test_only_analysed_messages_count_towards_renewal() -> None:
+    """Messages the pre-scan clears never reach spaCy, so they add nothing to its vocabulary."""
+    redactor = PresidioRedactor(
+        Redaction(entities=["EMAIL_ADDRESS"]), renew_every=5, background=False
+    )
+    for i in range(20):
+        redactor.redact(f"where is order {i}?")
+    assert redactor.renewals == 0
+    for i in range(6):
+        redactor.redact(f"mail a{i}@example.com")
+    assert redactor.renewals == 1
