@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
 from engine.categories import CATEGORIES, Channel
+from engine.decide.model_view import ModelView
 from engine.errors import PromptRenderError
 from engine.policy.model import Policy
 from engine.policy.templates import template_environment
@@ -60,6 +61,7 @@ class PromptBuilder:
             prefix.append(ChatMessage("user", self._block("user", ctx)))
             prefix.append(ChatMessage("assistant", answers[example.label]))
         self._prefix = tuple(prefix)
+        self.view = ModelView(policy.prompt.model_input, policy.keyword_groups)
 
     def _ctx(self, message: str = "", channel: Channel = Channel.CHAT) -> dict[str, Any]:
         return {
@@ -80,6 +82,6 @@ class PromptBuilder:
 
     def render(self, message: str, channel: Channel) -> RenderedPrompt:
         limit = self._policy.prompt.max_message_chars
-        text = neutralise(message)[:limit]
+        text = self.view(neutralise(message))[:limit]
         user = ChatMessage("user", self._block("user", self._ctx(message=text, channel=channel)))
         return RenderedPrompt(messages=(*self._prefix, user), template_hash=self.template_hash)

@@ -101,6 +101,17 @@ def check_keyword_groups(s: Sections) -> Iterator[Finding]:
                 yield (("keyword_groups", name, "patterns", i), f"invalid regex {pattern!r}: {exc}")
 
 
+def check_model_input(s: Sections) -> Iterator[Finding]:
+    if s.prompt is None or s.prompt.model_input is None or s.keyword_groups is None:
+        return
+    for i, group in enumerate(s.prompt.model_input.withhold_clauses):
+        if group not in s.keyword_groups:
+            yield (
+                ("prompt", "model_input", "withhold_clauses", i),
+                f"unknown keyword group {group!r}",
+            )
+
+
 def _condition_groups(condition: Condition) -> Iterator[str]:
     for groups in (condition.keywords_any, condition.keywords_all, condition.keywords_none):
         yield from groups or ()
@@ -238,6 +249,7 @@ CROSS_CHECKS: tuple[Callable[[Sections], Iterator[Finding]], ...] = (
     check_labels,
     check_thresholds,
     check_keyword_groups,
+    check_model_input,
     check_rules,
     check_workflows,
     check_redaction,

@@ -79,6 +79,30 @@ class FewShotExample(_Strict):
     channel: Channel = Field(default=Channel.CHAT, description="Channel the example came from.")
 
 
+class ModelInput(_Strict):
+    """What the model reads of a message. Keyword rules always read the whole message."""
+
+    head_chars: int = Field(
+        ge=50,
+        le=100_000,
+        description=(
+            "The model reads at most the first head_chars and the last tail_chars characters "
+            "(joined by ' [...] '): bounds the tokens, and so the latency, of long messages."
+        ),
+    )
+    tail_chars: int = Field(
+        default=0, ge=0, le=100_000, description="Characters kept from the end of a long message."
+    )
+    withhold_clauses: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description=(
+            "Keyword groups: a clause (split at . ! ? ; , and line ends) that matches one is "
+            "withheld from the model, so an instruction inside a message never reaches it."
+        ),
+    )
+
+
 class PromptSpec(_Strict):
     """Which template renders the prompt, and what goes into it."""
 
@@ -94,6 +118,10 @@ class PromptSpec(_Strict):
         ge=100,
         le=100_000,
         description="Longer messages are truncated for the model (never for keyword rules).",
+    )
+    model_input: ModelInput | None = Field(
+        default=None,
+        description="Bounds and cleans what the model reads (head + tail, withheld clauses).",
     )
 
 

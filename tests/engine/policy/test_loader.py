@@ -194,3 +194,16 @@ def test_three_problems_at_once(policy_copy: Path, edit_policy: Editor) -> None:
     located = next(p for p in problems if "maximum of 1" in p)
     assert "policy.yaml:" in located
     assert "thresholds.informational" in located
+
+
+def test_unknown_keyword_group_in_model_input(policy_copy: Path, edit_policy: Editor) -> None:
+    edit_policy(
+        "policy.yaml",
+        lambda d: d["prompt"].update(
+            model_input={"head_chars": 600, "withhold_clauses": ["prompt_injection", "nope"]}
+        ),
+    )
+    problems = _problems(policy_copy)
+    located = [p for p in problems if "unknown keyword group 'nope'" in p]
+    assert located, problems
+    assert "model_input" in located[0] and "policy.yaml" in located[0]
