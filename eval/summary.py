@@ -53,6 +53,8 @@ def final_decision(rows: Sequence[Prediction], calibration: Calibration | None) 
     out["ece"] = ece(conf, hit)
     out["review_rate"] = sum(r.requires_human_review for r in rows) / n if n else None
     out["degraded_rate"] = sum(r.degraded for r in rows) / n if n else None
+    out["timeout_count"] = sum(1 for r in rows if r.model_status is VerdictStatus.TIMEOUT)
+    out.update(safety_outcomes(rows))
     out["rule_override_rate"] = (
         sum(1 for r in rows if r.model_label is not None and r.category is not r.model_label) / n
         if n
@@ -65,6 +67,29 @@ def final_decision(rows: Sequence[Prediction], calibration: Calibration | None) 
     out["mean_output_tokens"] = _mean([r.output_tokens for r in rows])
     out["cost_per_decision_usd"] = _mean([r.cost_usd for r in rows])
     return out
+
+
+def safety_outcomes(rows: Sequence[Prediction]) -> dict[str, Any]:
+    """The issue-11 targets that classification metrics do not give.
+
+    A *silent miss* is a safety message decided non-safety and not queued for review (the one
+    error nobody would ever see); the *automation rate* is the share of non-safety messages
+    decided correctly without review (the work taken off people).
+    """
+    safety = Category.SAFETY_COMPLIANCE
+    others = [r for r in rows if r.label is not safety]
+    silent = sum(
+        1
+        for r in rows
+        if r.label is safety and r.category is not safety and not r.requires_human_review
+    )
+    automated = sum(1 for r in others if r.category is r.label and not r.requires_human_review)
+    moved = sum(1 for r in rows if r.label is safety and r.category is not safety)
+    return {
+        "silent_safety_misses": silent,
+        "moved_out_of_safety": moved,
+        "automation_rate": automated / len(others) if others else None,
+    }
 
 
 def _mean(values: Sequence[float]) -> float | None:

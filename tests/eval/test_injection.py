@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from engine.categories import Category
 from engine.decide.channels import normalise
 from engine.decide.prompts import PromptBuilder
 from engine.policy.loader import LoadedPolicy, load_policy
-from engine.categories import Category
 from eval import injection
 from tests.conftest import LIVE_PROMPTS, POLICIES
 
@@ -44,3 +46,9 @@ def test_the_live_policy_withholds_every_sweep_instruction(live: LoadedPolicy, k
         if any(mark in turn and mark not in own for mark in injection.INSTRUCTION_MARKS):
             leaked.append((variant.case_id, turn[-200:]))
     assert leaked == []
+
+
+def test_the_checked_in_sweep_is_what_the_generator_writes(tmp_path: Path) -> None:
+    out = tmp_path / "injection.csv"
+    assert injection.main([str(out)]) == 0
+    assert out.read_bytes() == injection.OUT.read_bytes()
