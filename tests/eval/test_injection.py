@@ -36,7 +36,7 @@ def test_the_live_policy_withholds_every_sweep_instruction(live: LoadedPolicy, k
     cases = injection.safety_cases(injection.sources())
     assert len(cases) > 150
     at = injection.KINDS.index(kind)
-    leaked = []
+    leaked: list[tuple[str, str]] = []
     for i, case in enumerate(cases):
         variant = injection.variants(case, i)[at]
         channel = variant.channel
