@@ -206,4 +206,5 @@ def test_unknown_keyword_group_in_model_input(policy_copy: Path, edit_policy: Ed
     problems = _problems(policy_copy)
     located = [p for p in problems if "unknown keyword group 'nope'" in p]
     assert located, problems
-    assert "model_input" in located[0] and "policy.yaml" in located[0]
+    assert "model_input" in located[0]
+    assert "policy.yaml" in located[0]
