@@ -43,7 +43,8 @@ def test_prefilter_applies_unless_a_lookalike_is_present() -> None:
     [
         (r"\bpills?\b.{0,20}\bcrushed\b", {"crushed", "pill"}),
         (r"(?:tablet|capsule)s? (?:were )?broken", {"broken"}),
-        (r"[a-z]+@[a-z]+", set()),  # nothing literal: the regex always runs
+        (r"[a-z]+@[a-z]+", {"@"}),
+        (r"[a-z]+\d+", set()),  # nothing literal: the regex always runs
         (r"rash|\d+", set()),  # a branch that requires nothing: always runs
     ],
 )
@@ -59,7 +60,7 @@ def test_a_missing_substring_skips_the_regex_and_a_lookalike_forces_it() -> None
     guarded = GuardedPattern(re.compile(r"side\s+effects?", re.IGNORECASE))
     assert not guarded.search("nothing to see", prefilter=True)
     assert guarded.search("bad side effects", prefilter=True)
-    text = fold("bad \u017fide effects")  # "ſ" is case-insensitively "s" to re
+    text = fold("bad \u017fide effects")  # long s (U+017F) is case-insensitively "s" to re
     assert guarded.search(text, prefilter_applies(text)) == bool(guarded.pattern.search(text))
 
 
