@@ -28,21 +28,14 @@ class DecisionFacts:
 
     def to_fact(self) -> dict[str, Any]:
         """The JSON-ready fact; every keyword group and every probability is present."""
-        return {
-            "kind": FACT_KIND,
-            "channel": self.channel.value,
-            "llm": {
-                "status": self.llm_status.value,
-                "category": self.llm_category.value if self.llm_category else NO_CATEGORY,
-                "confidence": float(self.confidence),
-                "p": {c.value: float(self.probabilities.get(c, 0.0)) for c in CATEGORIES},
-            },
-            "keywords": {name: bool(v) for name, v in sorted(self.keywords.items())},
-        }
+        return self._fact({name: bool(v) for name, v in sorted(self.keywords.items())})
 
     def fact_for(self, groups: Sequence[str]) -> dict[str, Any]:
         """``to_fact()`` with exactly ``groups`` as keywords, in that order (a ruleset's layout);
         ``KeyError`` when one of them is missing. One dict, built once: this runs per decision."""
+        return self._fact({name: bool(self.keywords[name]) for name in groups})
+
+    def _fact(self, keywords: dict[str, bool]) -> dict[str, Any]:
         p = self.probabilities
         return {
             "kind": FACT_KIND,
@@ -53,5 +46,5 @@ class DecisionFacts:
                 "confidence": float(self.confidence),
                 "p": {c.value: float(p.get(c, 0.0)) for c in CATEGORIES},
             },
-            "keywords": {name: bool(self.keywords[name]) for name in groups},
+            "keywords": keywords,
         }
