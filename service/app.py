@@ -53,7 +53,8 @@ async def _probe(state: AppState) -> bool:
         return False
 
 
-def _integrations(settings: Settings) -> Integrations:
+def integrations_for(settings: Settings) -> Integrations:
+    """Where hand-offs go: RabbitMQ when ``SWITCHBOARD_BROKER_URL`` is set, else the log."""
     if settings.broker_url is None:
         return LoggingIntegrations()
     from service.delivery.rabbit import RabbitIntegrations  # aio-pika only when asked for
@@ -101,7 +102,7 @@ def create_app(
         holder = EngineHolder(settings, guard, redactor_factory=redactor_factory)
         dispatcher = Dispatcher(
             audit,
-            integrations if integrations is not None else _integrations(settings),
+            integrations if integrations is not None else integrations_for(settings),
             DeliveryMetrics(metrics.registry),
             policy=settings.delivery_policy(),
         )

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 class DeliveryMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
+        r = self.registry = registry
         self.pending = Gauge(
             "switchboard_outbox_pending",
             "Committed hand-offs not delivered yet (outbox depth)",

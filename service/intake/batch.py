@@ -99,6 +99,8 @@ def written_ids(out: Path) -> set[str]:
         ident = data.get("message_id") or (data.get("metadata") or {}).get("message_id")
         if ident is not None:
             ids.add(str(ident))
+        if "error" in data:
+            ids.add(f"line:{data['line']}")  # an unreadable line is done once it is reported
     return ids
 
 
@@ -131,7 +133,7 @@ async def run_batch(
         for n, fields, unreadable in read_export(export):
             summary.lines += 1
             ident = str((fields or {}).get("message_id", (fields or {}).get("id", "")))
-            if ident and ident in done:
+            if (ident and ident in done) or f"line:{n}" in done:
                 summary.skipped_already_written += 1
                 bar.update(1)
                 continue

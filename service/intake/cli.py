@@ -10,11 +10,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.backends.registry import BACKENDS
 
+if TYPE_CHECKING:
+    from service.settings import Settings
 
-def _settings(args: argparse.Namespace) -> object:
+
+def _settings(args: argparse.Namespace) -> Settings:
     from service.logs import configure_logging
     from service.settings import Settings
 
@@ -29,10 +33,8 @@ def _settings(args: argparse.Namespace) -> object:
 def _consume(args: argparse.Namespace) -> int:
     from service.intake.consume import ConsumeNames, Consumer
     from service.intake.runtime import intake_runtime
-    from service.settings import Settings
 
     settings = _settings(args)
-    assert isinstance(settings, Settings)
     if settings.broker_url is None:
         print("switchboard consume needs SWITCHBOARD_BROKER_URL (amqp://...)", file=sys.stderr)
         return 2
@@ -60,10 +62,8 @@ def _consume(args: argparse.Namespace) -> int:
 def _batch(args: argparse.Namespace) -> int:
     from service.intake.batch import run_batch
     from service.intake.runtime import intake_runtime
-    from service.settings import Settings
 
     settings = _settings(args)
-    assert isinstance(settings, Settings)
     export, out = Path(args.export), Path(args.out)
     if not export.is_file():
         print(f"no such export: {export}", file=sys.stderr)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from engine.backends.base import LLMBackend
 from engine.backends.registry import build_backend
 from service.admission import CircuitBreaker, ModelGuard
-from service.app import _integrations, _presidio
+from service.app import _presidio, integrations_for
 from service.audit import AuditStore, open_store
 from service.delivery import DeliveryMetrics, Dispatcher
 from service.intake.intake import Intake
@@ -44,14 +44,15 @@ async def intake_runtime(
     holder = EngineHolder(settings, guard, redactor_factory=_presidio)
     dispatcher = Dispatcher(
         store,
-        _integrations(settings),
+        integrations_for(settings),
         DeliveryMetrics(CollectorRegistry()),
         policy=settings.delivery_policy(),
     )
     try:
         await holder.reload()
         dispatcher.start()
-        yield IntakeRuntime(Intake(holder, store, on_commit=dispatcher.nudge), store, dispatcher, guard.name)
+        intake = Intake(holder, store, on_commit=dispatcher.nudge)
+        yield IntakeRuntime(intake, store, dispatcher, guard.name)
     finally:
         await dispatcher.stop()
         await store.close()

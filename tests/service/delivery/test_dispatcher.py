@@ -37,6 +37,12 @@ def _dispatcher(store: SQLiteAuditStore, sink: RecordingIntegrations, **policy: 
     )
 
 
+def _sample(dispatcher: Dispatcher, name: str, **labels: str) -> float:
+    value = dispatcher.metrics.registry.get_sample_value(name, labels)
+    assert value is not None, name
+    return value
+
+
 async def test_committed_handoffs_are_delivered_and_settled(store: SQLiteAuditStore) -> None:
     records = [with_handoff(i) for i in range(5)]
     for r in records:
@@ -50,7 +56,7 @@ async def test_committed_handoffs_are_delivered_and_settled(store: SQLiteAuditSt
     assert await dispatcher.deliver_pending() == 0  # settled: nothing is delivered twice
     assert len(sink.delivered) == 5
     assert await dispatcher.measure() == (0, 0)
-    assert dispatcher.metrics.broker_up._value.get() == 1
+    assert _sample(dispatcher, "switchboard_broker_up") == 1
 
 
 async def test_a_refused_handoff_is_retried_then_dead_lettered_then_replayed(
@@ -66,7 +72,7 @@ async def test_a_refused_handoff_is_retried_then_dead_lettered_then_replayed(
     assert dead.attempts == 3
     assert dead.reason == "no queue bound to dispatch.ticketing"
     assert await dispatcher.measure() == (0, 1)
-    assert dispatcher.metrics.dead._value.get() == 1
+    assert _sample(dispatcher, "switchboard_outbox_dead") == 1
 
     sink.fail_with = None  # the cause is fixed (a queue is bound): replay
     assert await dispatcher.replay([]) == 1
@@ -95,7 +101,7 @@ async def test_an_unreachable_broker_keeps_everything_pending(store: SQLiteAudit
     assert await dispatcher.deliver_pending() == 3  # backs off until the broker is back
     await returning
     assert len(sink.delivered) == 3
-    assert dispatcher.metrics.failures.labels("broker")._value.get() >= 2
+    assert _sample(dispatcher, "switchboard_handoff_failures_total", kind="broker") >= 2
     assert await dispatcher.measure() == (0, 0)
 
 
