@@ -141,14 +141,11 @@ async def _scenario(
             pending = await asyncio.to_thread(metric_value, url, "switchboard_outbox_pending")
             t = round(time.monotonic() - start, 2)
             run.samples.append((t, pending or 0.0, run.answered))
-            if (
-                run.restored_at
-                and run.drained_at is None
-                and stop_traffic.is_set()
-                and pending == 0
-            ):
-                run.drained_at = t
-                return
+            if run.restored_at and pending == 0:
+                if run.drained_at is None:
+                    run.drained_at = t  # the first moment nothing was pending after the return
+                if stop_traffic.is_set():
+                    return
             await asyncio.sleep(0.25)
 
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:

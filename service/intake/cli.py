@@ -99,7 +99,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     batch = sub.add_parser("batch", help="decide an export (JSON lines or CSV), resumable")
     batch.add_argument("export", help="EXPORT.jsonl or EXPORT.csv")
     batch.add_argument("--out", required=True, help="decisions.jsonl (appended; resumes)")
-    batch.add_argument("--concurrency", type=int, default=4)
+    batch.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="decisions in flight (the model takes one at a time; a wait counts against the "
+        "policy's model deadline, so keep this small with the embedded model)",
+    )
     batch.add_argument("--no-progress", action="store_true")
     batch.add_argument("--backend", choices=BACKENDS, help="default: $SWITCHBOARD_BACKEND")
     batch.set_defaults(handler=_batch)
