@@ -1,5 +1,6 @@
 """The transactional outbox: a record and its hand-offs commit together or not at all, the outbox
-is append-only, delivery state lives beside it. SQLite and a real PostgreSQL, as the store tests."""
+is append-only, delivery state lives beside it. SQLite and a real PostgreSQL, as the store tests
+(the ``backend`` fixture comes from ``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,7 @@ from engine.categories import Category
 from engine.decide.record import DecisionRecord, HandOff, handoff
 from service.audit import now_iso
 from service.audit.outbox import Settlement
-from tests.service.audit.test_stores import (  # the same two databases as the contract tests
-    Backend,
-    backend,  # noqa: F401 - a fixture
-    make_record,
-    review_of,
-)
+from tests.service.audit.test_stores import Backend, make_record, review_of
 
 
 def _handoff(record: DecisionRecord, step: str = "create_ticket", cause: str = "decision") -> HandOff:
