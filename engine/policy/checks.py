@@ -218,12 +218,16 @@ def check_workflows(s: Sections) -> Iterator[Finding]:
                 if step.action is StepAction.QUEUE_HUMAN_REVIEW
             }
             if wf.after_review not in wf.steps:
-                yield ((*base, "after_review"), f"after_review names unknown step {wf.after_review!r}")
+                yield (
+                    (*base, "after_review"),
+                    f"after_review names unknown step {wf.after_review!r}",
+                )
             elif wf.after_review not in review_exits:
                 yield (
                     (*base, "after_review"),
                     f"after_review {wf.after_review!r} must be the step a review step leads to "
-                    f"(the 'next' of a queue_human_review step: {sorted(n for n in review_exits if n)})",
+                    "(the 'next' of a queue_human_review step: "
+                    f"{sorted(n for n in review_exits if n)})",
                 )
         reachable, cyclic = _walk(wf)
         if cyclic:

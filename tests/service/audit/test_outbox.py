@@ -16,7 +16,9 @@ from service.audit.outbox import Settlement
 from tests.service.audit.test_stores import Backend, make_record, review_of
 
 
-def _handoff(record: DecisionRecord, step: str = "create_ticket", cause: str = "decision") -> HandOff:
+def _handoff(
+    record: DecisionRecord, step: str = "create_ticket", cause: str = "decision"
+) -> HandOff:
     return handoff(
         decision_id=record.decision_id,
         cause="review" if cause == "review" else "decision",

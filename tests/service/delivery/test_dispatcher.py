@@ -27,7 +27,9 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteAuditStore]:
     await s.close()
 
 
-def _dispatcher(store: SQLiteAuditStore, sink: RecordingIntegrations, **policy: float) -> Dispatcher:
+def _dispatcher(
+    store: SQLiteAuditStore, sink: RecordingIntegrations, **policy: float
+) -> Dispatcher:
     return Dispatcher(
         store,
         sink,

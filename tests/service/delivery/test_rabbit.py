@@ -31,7 +31,9 @@ def _message() -> dict[str, object]:
 
 
 async def test_a_delivered_handoff_is_in_its_queue_with_its_key(names: Names) -> None:
-    rabbit = RabbitIntegrations(RABBIT_URL, exchange=names.exchange, queue_prefix=names.queue_prefix)
+    rabbit = RabbitIntegrations(
+        RABBIT_URL, exchange=names.exchange, queue_prefix=names.queue_prefix
+    )
     message = _message()
     try:
         await rabbit.deliver(message)

@@ -17,7 +17,9 @@ from service.settings import Settings
 
 def _export(path: Path, n: int) -> Path:
     lines = [
-        json.dumps({"message_id": f"m-{i}", "message": f"where is my order {i}?", "channel": "email"})
+        json.dumps(
+            {"message_id": f"m-{i}", "message": f"where is my order {i}?", "channel": "email"}
+        )
         for i in range(n)
     ]
     lines.insert(5, "{not json")
@@ -49,7 +51,9 @@ async def test_a_batch_resumes_without_deciding_twice(policy_copy: Path, tmp_pat
     assert again.recovered_from_store + again.errors["invalid_json"] == 11
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     ids = [
-        line.get("message_id") or line["metadata"]["message_id"] for line in lines if "error" not in line
+        line.get("message_id") or line["metadata"]["message_id"]
+        for line in lines
+        if "error" not in line
     ]
     assert sorted(ids) == sorted(f"m-{i}" for i in range(30))  # each once
     assert len(lines) == 31
