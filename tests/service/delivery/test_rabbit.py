@@ -11,9 +11,9 @@ import pytest
 from engine.errors import BrokerUnavailableError, HandOffRejectedError
 from service.delivery.cli import HandOffReader
 from service.delivery.rabbit import MESSAGE_TYPE, RabbitIntegrations
+from tests.service.audit.test_outbox import with_handoff
 from tests.service.conftest import free_port
 from tests.service.delivery.rabbit import RABBIT_URL, Names, clean_up, drain, rabbit_or_skip
-from tests.service.audit.test_outbox import with_handoff
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -8,8 +8,8 @@ import json
 import jsonschema
 import pytest
 
-from engine.decide.record import handoff_schema
 from engine.cli import main
+from engine.decide.record import handoff_schema
 from service.delivery.cli import SCHEMA_FILE, schema_text
 from tests.conftest import REPO
 from tests.service.audit.test_outbox import with_handoff
