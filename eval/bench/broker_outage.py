@@ -109,8 +109,15 @@ async def delete_names(url: str, exchange: str, queues: list[str]) -> None:
 
 
 async def _scenario(
-    url: str, proxy: ProxyThread, run: OutageRun, *, before_s: float, outage_s: float,
-    after_s: float, rate_per_s: float, drain_timeout_s: float,
+    url: str,
+    proxy: ProxyThread,
+    run: OutageRun,
+    *,
+    before_s: float,
+    outage_s: float,
+    after_s: float,
+    rate_per_s: float,
+    drain_timeout_s: float,
 ) -> None:
     start = time.monotonic()
     stop_traffic = asyncio.Event()

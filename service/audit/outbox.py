@@ -74,14 +74,16 @@ SETTLE = (
     "state = excluded.state, attempts = excluded.attempts, reason = excluded.reason, "
     "updated_at = excluded.updated_at"
 )
-_UNSETTLED = (
-    "NOT EXISTS (SELECT 1 FROM outbox_delivery d WHERE d.outbox_id = o.id AND d.state <> 'replay')"
-)
+# Pending = no delivery state, or a dead letter sent back ('replay'). Written out twice rather
+# than composed, so that every statement is one literal.
 PENDING = (
-    f"SELECT o.id, o.message FROM outbox o WHERE o.id > {{p}} AND {_UNSETTLED} "
-    "ORDER BY o.id LIMIT {p}"
+    "SELECT o.id, o.message FROM outbox o WHERE o.id > {p} AND NOT EXISTS (SELECT 1 FROM "
+    "outbox_delivery d WHERE d.outbox_id = o.id AND d.state <> 'replay') ORDER BY o.id LIMIT {p}"
 )
-DEPTH = f"SELECT COUNT(*), MIN(o.id) FROM outbox o WHERE o.id > {{p}} AND {_UNSETTLED}"
+DEPTH = (
+    "SELECT COUNT(*), MIN(o.id) FROM outbox o WHERE o.id > {p} AND NOT EXISTS (SELECT 1 FROM "
+    "outbox_delivery d WHERE d.outbox_id = o.id AND d.state <> 'replay')"
+)
 DEAD = (
     "SELECT o.id, o.idempotency_key, o.routing_key, d.attempts, d.reason, d.updated_at "
     "FROM outbox_delivery d JOIN outbox o ON o.id = d.outbox_id WHERE d.state = 'dead' "

@@ -8,9 +8,9 @@ same transaction (the outbox, ``service.audit.outbox``) and delivered afterwards
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from engine import DecisionRecord, HandOff

@@ -164,7 +164,7 @@ class Dispatcher:
         )
         settled = [o for o in outcomes if isinstance(o, Settlement)]
         await self._settle(settled)
-        for entry, outcome in zip(entries, outcomes):
+        for entry, outcome in zip(entries, outcomes, strict=True):
             if not isinstance(outcome, Settlement):
                 break
             self._floor = entry.id

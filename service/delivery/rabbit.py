@@ -16,6 +16,7 @@ hand-off never finds no queue; operators who bind their own queues turn it off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
-import aiormq.spec
+from pamqp.commands import Basic
 
 from engine.errors import BrokerUnavailableError, HandOffRejectedError
 
@@ -58,9 +59,12 @@ class RabbitIntegrations:
 
     async def _ready(self) -> aio_pika.abc.AbstractExchange:
         async with self._lock:
-            if self._exchange is not None and self._channel is not None:
-                if not self._channel.is_closed:
-                    return self._exchange
+            if (
+                self._exchange is not None
+                and self._channel is not None
+                and not self._channel.is_closed
+            ):
+                return self._exchange
             await self._drop()
             try:
                 self._connection = await aio_pika.connect(self._url, timeout=self._timeout)
@@ -79,7 +83,8 @@ class RabbitIntegrations:
     async def _bind(self, routing_key: str) -> None:
         if not self._declare or routing_key in self._bound:
             return
-        assert self._channel is not None and self._exchange is not None
+        assert self._channel is not None
+        assert self._exchange is not None
         queue = await self._channel.declare_queue(f"{self._prefix}.{routing_key}", durable=True)
         await queue.bind(self._exchange, routing_key)
         self._bound.add(routing_key)
@@ -108,17 +113,17 @@ class RabbitIntegrations:
         except (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError) as exc:
             await self._drop()
             raise BrokerUnavailableError(f"RabbitMQ publish failed: {_describe(exc)}") from exc
-        if not isinstance(confirm, aiormq.spec.Basic.Ack):
+        if not isinstance(confirm, Basic.Ack):
             raise HandOffRejectedError(f"RabbitMQ did not confirm {routing_key!r}: {confirm!r}")
 
     async def _drop(self) -> None:
         connection, self._connection = self._connection, None
         self._channel = self._exchange = None
         if connection is not None and not connection.is_closed:
-            try:
+            with contextlib.suppress(  # it is being thrown away either way
+                aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError, RuntimeError
+            ):
                 await asyncio.wait_for(connection.close(), self._timeout)
-            except (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError, RuntimeError):
-                pass  # it is being thrown away either way
 
     async def close(self) -> None:
         async with self._lock:
@@ -128,4 +133,3 @@ class RabbitIntegrations:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
-

@@ -119,9 +119,12 @@ async def run_batch(
     total = sum(1 for _ in read_export(export))
     limit = asyncio.Semaphore(concurrency)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", encoding="utf-8") as sink, tqdm(
-        total=total, unit="msg", disable=not progress, file=sys.stderr, dynamic_ncols=True
-    ) as bar:
+    with (
+        out.open("a", encoding="utf-8") as sink,
+        tqdm(
+            total=total, unit="msg", disable=not progress, file=sys.stderr, dynamic_ncols=True
+        ) as bar,
+    ):
 
         async def one(n: int, fields: dict[str, Any] | None, unreadable: str | None) -> None:
             async with limit:

@@ -33,7 +33,11 @@ class IntakeRuntime:
 async def intake_runtime(
     settings: Settings, *, backend: LLMBackend | None = None, queue: int = 64
 ) -> AsyncIterator[IntakeRuntime]:
-    model = backend or await asyncio.to_thread(build_backend, settings.backend_settings())
+    model: LLMBackend = (
+        backend
+        if backend is not None
+        else await asyncio.to_thread(build_backend, settings.backend_settings())
+    )
     guard = ModelGuard(
         model,
         concurrency=settings.model_concurrency,

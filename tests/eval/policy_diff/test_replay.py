@@ -153,9 +153,7 @@ async def test_recorded_verdicts_are_replayed_without_the_model(repo: Path, tmp_
     recorder = FakeBackend(
         [Scripted.label(Category.INFORMATIONAL, 0.7), Scripted.label(Category.SERVICE_ACTION)]
     )
-    engine = Engine.build(
-        loaded, recorder, rules_cache=RulesCache()
-    )
+    engine = Engine.build(loaded, recorder, rules_cache=RulesCache())
     store = SQLiteAuditStore(tmp_path / "audit.db")
     for message in (FAINTED, ORDER):
         await store.append(await engine.decide(DecisionRequest(message, Channel.CHAT)))

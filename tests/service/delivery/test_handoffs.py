@@ -16,7 +16,7 @@ import pytest
 
 from engine.backends.fake import Scripted
 from engine.categories import Category
-from tests.service.conftest import ServeFactory, Served
+from tests.service.conftest import Served, ServeFactory
 from tests.service.delivery.rabbit import RABBIT_URL, Names, clean_up, drain, rabbit_or_skip
 
 pytestmark = pytest.mark.rabbitmq

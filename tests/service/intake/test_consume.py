@@ -61,7 +61,7 @@ async def test_consume_decides_once_and_dead_letters_poison(
             assert (consumer.counts.decided, consumer.counts.already) == (1, 1)
             reasons = []
             while (m := await dead.get(fail=False, timeout=5)) is not None:
-                reasons.append(m.headers["x-reason"])
+                reasons.append(str(m.headers["x-reason"]))
                 await m.ack()
             assert sorted(reasons) == ["invalid_json", "oversize", "unknown_policy"]
             got = []
