@@ -56,7 +56,13 @@ class GroupCommitWriter:
                     self._queue.put(_STOP)  # finish this batch, then stop
                     break
                 work.append(nxt)
-            self._commit(work)
+            # A caller cancelled while waiting (a task stopped at shutdown) has cancelled its
+            # future; that unit is dropped. The others become uncancellable here, so that
+            # ``commit`` can always settle them: a cancelled future would make ``set_result``
+            # raise and end this thread, and every later write would wait for ever.
+            work = [w for w in work if w[1].set_running_or_notify_cancel()]
+            if work:
+                self._commit(work)
 
     async def submit(self, *statements: Statement) -> None:
         """Queue one unit and return once all of it is committed (or raise why it was not)."""
