@@ -120,8 +120,21 @@ class Dispatcher:
                 )
                 settled = 0
             if settled < self.policy.batch:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.policy.poll_s)
+                await self._idle(self.policy.poll_s)
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait for a nudge, at most ``seconds``.
+
+        Not ``asyncio.wait_for``: on Python 3.11 it returns the wake-up and swallows a cancel
+        that arrives in the same loop turn (a last commit's nudge, then shutdown), and ``stop``
+        then waited for ever (``switchboard batch`` hung at exit). ``asyncio.wait`` lets the
+        cancel through.
+        """
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()
 
     async def deliver_pending(self) -> int:
         """Deliver one batch, backing off while the broker or the store is unavailable."""
