@@ -51,13 +51,16 @@ def _env(policy_copy: Path, db: Path, **extra: str) -> dict[str, str]:
 
 
 def _kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 90
-    while not ready():
-        assert proc.poll() is None, f"{what} ended before the kill"
-        assert time.monotonic() < deadline, f"{what} made no progress"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    """SIGKILL ``proc`` once ``ready()``; it is killed whatever happens, failures included."""
+    try:
+        deadline = time.monotonic() + 90
+        while not ready():
+            assert proc.poll() is None, f"{what} ended before the kill"
+            assert time.monotonic() < deadline, f"{what} made no progress"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
 
 
 def _recorded(db: Path) -> list[str]:
