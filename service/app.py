@@ -1,8 +1,9 @@
 """The app factory: everything the service needs is built in the lifespan or handed in.
 
-``create_app(settings, backend=..., store=...)`` lets tests inject a fake backend and a store in
-a temporary directory; with nothing injected it builds the configured backend, Presidio
-redaction and the SQLite audit store.
+``create_app(settings, backend=..., store=..., integrations=...)`` lets tests inject a fake
+backend, a store in a temporary directory and where hand-offs go; with nothing injected it builds
+the configured backend, Presidio redaction, the configured audit store, and delivers hand-offs to
+RabbitMQ when ``SWITCHBOARD_BROKER_URL`` is set (to the log otherwise).
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from engine import Integrations, LoggingIntegrations
 from engine.backends.base import LLMBackend
 from engine.backends.registry import build_backend
 from engine.pii.base import Redactor
 from service.admission import Admission, CircuitBreaker, ModelGuard, OverloadShedding
 from service.audit import AuditStore, open_store
+from service.delivery import DeliveryMetrics, Dispatcher, Integrations, LoggingIntegrations
 from service.loop_lag import LoopLagMonitor
 from service.metrics import Metrics
 from service.middleware import BodyGuard
 from service.problems import install_problem_handlers
-from service.routes import admin, classify, health, records
+from service.routes import admin, classify, delivery, health, records
 from service.runtime import EngineHolder
 from service.settings import Settings
 from service.state import AppState
@@ -50,6 +51,20 @@ async def _probe(state: AppState) -> bool:
         return await asyncio.wait_for(state.guard.probe(), timeout=5)
     except (asyncio.TimeoutError, OSError):
         return False
+
+
+def integrations_for(settings: Settings) -> Integrations:
+    """Where hand-offs go: RabbitMQ when ``SWITCHBOARD_BROKER_URL`` is set, else the log."""
+    if settings.broker_url is None:
+        return LoggingIntegrations()
+    from service.delivery.rabbit import RabbitIntegrations  # aio-pika only when asked for
+
+    return RabbitIntegrations(
+        settings.broker_url.get_secret_value(),
+        exchange=settings.broker_exchange,
+        queue_prefix=settings.broker_queue_prefix,
+        declare_queues=settings.broker_declare_queues,
+    )
 
 
 def create_app(
@@ -84,14 +99,16 @@ def create_app(
         audit = (
             store if store is not None else await asyncio.to_thread(open_store, settings.audit_db)
         )
-        holder = EngineHolder(
-            settings,
-            guard,
-            integrations=integrations or LoggingIntegrations(),
-            redactor_factory=redactor_factory,
+        holder = EngineHolder(settings, guard, redactor_factory=redactor_factory)
+        dispatcher = Dispatcher(
+            audit,
+            integrations if integrations is not None else integrations_for(settings),
+            DeliveryMetrics(metrics.registry),
+            policy=settings.delivery_policy(),
         )
-        state = AppState(settings, holder, guard, admission, audit, metrics)
+        state = AppState(settings, holder, guard, admission, audit, metrics, dispatcher=dispatcher)
         await holder.reload()  # a broken policy at start-up stops the process: nothing to serve
+        dispatcher.start()  # delivers what a previous run committed and did not deliver, too
         state.backend_ready = await _probe(state)
         app.state.switchboard = state
         prober = asyncio.create_task(_probe_loop(state))
@@ -110,6 +127,7 @@ def create_app(
             yield
         finally:
             await lag.stop()
+            await dispatcher.stop()
             prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
@@ -125,6 +143,6 @@ def create_app(
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverloadShedding)  # outermost: a refusal must not read or parse anything
     install_problem_handlers(app)
-    for router in (classify.router, admin.router, records.router, health.router):
+    for router in (classify.router, admin.router, records.router, health.router, delivery.router):
         app.include_router(router)
     return app

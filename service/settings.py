@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine import Pricing, default_prompts_dir
 from engine.backends.registry import OLLAMA_HOST, OLLAMA_MODEL, BackendSettings
+from service.delivery.dispatcher import DeliveryPolicy
 
 
 class Settings(BaseSettings):
@@ -44,6 +45,29 @@ class Settings(BaseSettings):
     usd_per_1k_prompt_tokens: float = Field(default=Pricing.usd_per_1k_prompt_tokens, ge=0)
     usd_per_1k_output_tokens: float = Field(default=Pricing.usd_per_1k_output_tokens, ge=0)
     log_level: str = Field(default="INFO")
+    broker_url: SecretStr | None = Field(
+        default=None,
+        description="RabbitMQ (amqp://user:password@host:5672/vhost) that hand-offs are delivered "
+        "to; unset, each hand-off is a JSON log line instead (LoggingIntegrations).",
+    )
+    broker_exchange: str = Field(
+        default="switchboard.handoffs", description="The durable topic exchange for hand-offs."
+    )
+    broker_queue_prefix: str = Field(
+        default="switchboard", description="Queues declared as <prefix>.<routing key>."
+    )
+    broker_declare_queues: bool = Field(
+        default=True, description="Declare and bind a durable queue per routing key used."
+    )
+    delivery_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts before a refused hand-off is a dead letter."
+    )
+    delivery_retry_wait_s: float = Field(
+        default=0.5, gt=0, description="First backoff between attempts (doubles, capped)."
+    )
+    delivery_poll_s: float = Field(
+        default=1.0, gt=0, description="Outbox poll interval when nothing was committed."
+    )
 
     def prompts_dir(self) -> Path:
         return self.prompts or default_prompts_dir(self.policies, {})
@@ -55,6 +79,13 @@ class Settings(BaseSettings):
             ollama_host=self.ollama_host,
             ollama_model=self.ollama_model,
             fake_latency_ms=self.fake_latency_ms,
+        )
+
+    def delivery_policy(self) -> DeliveryPolicy:
+        return DeliveryPolicy(
+            max_attempts=self.delivery_max_attempts,
+            retry_wait_s=self.delivery_retry_wait_s,
+            poll_s=self.delivery_poll_s,
         )
 
     def pricing(self) -> Pricing:

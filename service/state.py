@@ -9,6 +9,7 @@ from fastapi import Request
 
 from service.admission import Admission, ModelGuard
 from service.audit import AuditStore
+from service.delivery import Dispatcher
 from service.metrics import Metrics
 from service.problems import ProblemError
 from service.runtime import EngineHolder
@@ -24,6 +25,7 @@ class AppState:
     store: AuditStore
     metrics: Metrics
     backend_ready: bool = False
+    dispatcher: Dispatcher | None = None
 
 
 def app_state(request: Request) -> AppState:

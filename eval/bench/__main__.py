@@ -1,6 +1,8 @@
 """``python -m eval.bench [WHICH ...] [--long]``: the benchmarks, short by default.
 
-WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, or all (default).
+WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, or all (default);
+``outage`` (needs RabbitMQ; not part of all) cuts the broker while traffic flows and writes
+``docs/delivery/outage.{csv,json,png}``.
 
 Spike options: ``--max-loop-lag-ms N`` and ``--busy-cores K`` (see ``eval/bench/spike.py``).
 """
@@ -73,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import audit_store
 
         audit_store.run(count=20_000 if args.long else 5_000)
+    if "outage" in which:
+        from eval.bench import broker_outage
+
+        broker_outage.run(outage_s=30 if args.long else 15)
     return 0
 
 

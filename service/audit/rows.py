@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine import AuditStoreError, DecisionRecord
-from engine.decide.record import encode_record
-from service.audit.group_commit import GroupCommitWriter
+from engine.decide.record import HandOff, encode_record
+from service.audit import outbox
+from service.audit.group_commit import GroupCommitWriter, Statement
+from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.audit.store import PendingReview, RecordedDecision, ReviewOutcome
 
 _INSERT_DECISION = (
@@ -98,13 +100,61 @@ class SqlAuditStore:
             raise AuditStoreError(f"{self._name} was opened read-only")
         return self._group
 
-    async def append(self, record: DecisionRecord, encoded: bytes | None = None) -> None:
-        statement = _INSERT_DECISION.format(p=self._placeholder, json=self._json_cast)
-        await self._writable().submit(statement, decision_row(record, encoded))
+    def _sql(self, statement: str) -> str:
+        return statement.format(p=self._placeholder, json=self._json_cast)
 
-    async def add_review(self, outcome: ReviewOutcome) -> None:
-        statement = _INSERT_REVIEW.format(p=self._placeholder)
-        await self._writable().submit(statement, review_row(outcome))
+    def _outbox(self, handoffs: Iterable[HandOff], at: str) -> list[Statement]:
+        insert = self._sql(outbox.INSERT)
+        return [(insert, outbox.outbox_row(h, at)) for h in handoffs]
+
+    async def append(self, record: DecisionRecord, encoded: bytes | None = None) -> None:
+        # The record and the hand-offs it implies: one transaction (the transactional outbox).
+        await self._writable().submit(
+            (self._sql(_INSERT_DECISION), decision_row(record, encoded)),
+            *self._outbox(record.handoffs, record.created_at),
+        )
+
+    async def add_review(self, outcome: ReviewOutcome, handoffs: Sequence[HandOff] = ()) -> None:
+        await self._writable().submit(
+            (self._sql(_INSERT_REVIEW), review_row(outcome)),
+            *self._outbox(handoffs, outcome.created_at),
+        )
+
+    # -- the outbox: read by the dispatcher, settled through the same writer ------------------
+
+    async def pending_handoffs(self, after_id: int, limit: int) -> list[OutboxEntry]:
+        rows = await self._query(outbox.PENDING, after_id, limit)
+        return [OutboxEntry(int(i), _record(message)) for i, message in rows]
+
+    async def outbox_depth(self, after_id: int = 0) -> tuple[int, int | None]:
+        """Pending hand-offs (beyond ``after_id``) and the oldest one's row id."""
+        [(count, oldest)] = await self._query(outbox.DEPTH, after_id)
+        return int(count), None if oldest is None else int(oldest)
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        if settlements:
+            statement = self._sql(outbox.SETTLE)
+            await self._writable().submit(
+                *[
+                    (statement, (s.outbox_id, s.state, s.attempts, s.reason, s.at))
+                    for s in settlements
+                ]
+            )
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        return [DeadLetter(*row) for row in await self._query(outbox.DEAD, limit)]
+
+    async def dead_letter_count(self) -> int:
+        rows = await self._query(outbox.DEAD_COUNT)
+        return int(rows[0][0])
+
+    async def handoffs_for(self, decision_id: str) -> list[HandOffState]:
+        return [
+            HandOffState(key, routing, at, state or "pending", attempts or 0, reason)
+            for key, routing, at, state, attempts, reason in await self._query(
+                outbox.FOR_DECISION, decision_id
+            )
+        ]
 
     async def _query(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         return await asyncio.to_thread(self._read, statement.format(p=self._placeholder), params)

@@ -85,6 +85,8 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
                 headers={"Retry-After": "1"},
             ) from exc
         store_seconds = time.perf_counter() - started
+        if state.dispatcher is not None:
+            state.dispatcher.nudge()  # its hand-offs are committed: deliver them now
     finally:
         state.metrics.in_flight.dec()
     state.metrics.observe(record, store_seconds)

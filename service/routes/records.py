@@ -1,4 +1,9 @@
-"""Audit and review: stored decisions, the review queue, reviewer outcomes, labelled export."""
+"""Audit and review: stored decisions, the review queue, reviewer outcomes, labelled export.
+
+A reviewer's outcome continues the workflow: the reviewed category's workflow runs from its
+``after_review`` step (``Engine.after_review``), and the outcome is committed with the hand-offs
+that implies in one transaction, then delivered like any other hand-off.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
+from engine.errors import PolicyNotFoundError
 from service.api import ReviewRequest
 from service.audit import ReviewOutcome, now_iso
 from service.problems import ProblemError, documented
@@ -54,7 +60,12 @@ async def get_decision(decision_id: str, request: Request) -> dict[str, Any]:
     if record is None:
         raise ProblemError(404, "No such decision", decision_id)
     reviews = await store.reviews_for(decision_id)
-    return {"record": record, "reviews": [asdict(r) for r in reviews]}
+    handoffs = await store.handoffs_for(decision_id)
+    return {
+        "record": record,
+        "reviews": [asdict(r) for r in reviews],
+        "handoffs": [asdict(h) for h in handoffs],
+    }
 
 
 @router.get(
@@ -73,12 +84,30 @@ async def pending(
     "/reviews/{decision_id}",
     status_code=201,
     summary="Record a reviewer's outcome",
-    responses=documented({404: "No such decision"}, example=_REVIEW, status=201),
+    responses=documented(
+        {404: "No such decision", 409: "The decision's policy is no longer loaded"},
+        example={**_REVIEW, "handoffs": [f"{_PENDING['decision_id']}:report_to_safety_db"]},
+        status=201,
+    ),
 )
 async def review(decision_id: str, body: ReviewRequest, request: Request) -> dict[str, Any]:
-    store = app_state(request).store
-    if await store.get(decision_id) is None:
+    state = app_state(request)
+    store = state.store
+    record = await store.get(decision_id)
+    if record is None:
         raise ProblemError(404, "No such decision", decision_id)
+    engines = state.holder.active
+    if engines is None:
+        raise ProblemError(503, "Not ready", "No policy is loaded.", headers={"Retry-After": "5"})
+    try:
+        engine = engines.get(str(record["policy"]["id"]))
+    except PolicyNotFoundError as exc:
+        raise ProblemError(
+            409,
+            "Policy no longer loaded",
+            f"{exc}; the decision's workflow cannot continue until it is loaded again",
+        ) from exc
+    handoffs = engine.after_review(record, body.category, reviewer=body.reviewer)
     outcome = ReviewOutcome(
         decision_id=decision_id,
         category=body.category.value,
@@ -86,8 +115,10 @@ async def review(decision_id: str, body: ReviewRequest, request: Request) -> dic
         reviewer=body.reviewer,
         created_at=now_iso(),
     )
-    await store.add_review(outcome)
-    return asdict(outcome)
+    await store.add_review(outcome, handoffs)
+    if state.dispatcher is not None:
+        state.dispatcher.nudge()
+    return {**asdict(outcome), "handoffs": [h.idempotency_key for h in handoffs]}
 
 
 @router.get(
