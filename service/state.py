@@ -23,7 +23,7 @@ class AppState:
     admission: Admission
     store: AuditStore
     metrics: Metrics
-    backend_ready: bool = False
+    model_healthy: bool = False  # the last probe; a signal for alerts, not for readiness
 
 
 def app_state(request: Request) -> AppState:

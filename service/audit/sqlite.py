@@ -7,6 +7,7 @@ power loss, append-only enforced by triggers. ``read_only`` opens an existing fi
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -91,7 +92,10 @@ class SQLiteAuditStore(SqlAuditStore):
                 writer.execute(sql, params)
             writer.execute("COMMIT")
         except sqlite3.Error:
-            writer.execute("ROLLBACK") if writer.in_transaction else None
+            # A lost connection fails here too: the writer thread must survive to answer.
+            with contextlib.suppress(sqlite3.Error):
+                if writer.in_transaction:
+                    writer.execute("ROLLBACK")
             # Retry one by one so a bad row cannot take the others down with it.
             for sql, params, fut in work:
                 try:

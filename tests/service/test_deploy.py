@@ -191,3 +191,40 @@ def test_containers_declare_resources_and_probes(name: str) -> None:
             assert container["resources"]["limits"]["memory"]
             assert "readinessProbe" in container
             assert "livenessProbe" in container
+
+
+def _vllm_docs() -> list[dict[str, Any]]:
+    out = []
+    for path in sorted((DEPLOY / "vllm").glob("*.yaml")):
+        out += [d for d in yaml.safe_load_all(path.read_text("utf-8")) if d is not None]
+    return out
+
+
+def test_the_vllm_pool_overlay_points_the_service_at_a_prefix_cached_gpu_pool() -> None:
+    docs = _vllm_docs()
+    kustomization = next(d for d in docs if d["kind"] == "Kustomization")
+    assert "vllm.yaml" in kustomization["resources"]
+    pool = next(d for d in docs if d["kind"] == "StatefulSet")
+    pod = pool["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]
+    (container,) = pod["containers"]
+    assert "--enable-prefix-caching" in container["args"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {v["name"] for v in pod["volumes"]} >= {"models"}
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["path"] == "/health"
+    served = next(a for a in container["args"] if a.startswith("--served-model-name="))
+    patch = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e for e in patch["spec"]["template"]["spec"]["containers"][0]["env"]}
+    known = {f"SWITCHBOARD_{f.upper()}" for f in Settings.model_fields}
+    assert set(env) <= known
+    assert env["SWITCHBOARD_BACKEND"]["value"] == "openai"
+    assert env["SWITCHBOARD_OPENAI_MODEL"]["value"] == served.split("=", 1)[1]
+    settings = Settings(
+        **{k.removeprefix("SWITCHBOARD_").lower(): e["value"] for k, e in env.items() if "value" in e}
+    )
+    urls = settings.backend_settings().openai_base_urls
+    assert len(urls) == pool["spec"]["replicas"]
+    for i, url in enumerate(urls):
+        name = pool["metadata"]["name"]
+        assert url.startswith(f"http://{name}-{i}.{pool['spec']['serviceName']}.")
