@@ -77,7 +77,8 @@ def start_llama_server(
     while True:
         if process.poll() is not None:
             server.kill()
-            raise RuntimeError(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"llama_cpp.server exited: {tail}")
         try:
             if httpx.get(server.url + "/models", timeout=2).status_code == 200:
                 return server

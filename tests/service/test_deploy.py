@@ -220,9 +220,8 @@ def test_the_vllm_pool_overlay_points_the_service_at_a_prefix_cached_gpu_pool() 
     assert set(env) <= known
     assert env["SWITCHBOARD_BACKEND"]["value"] == "openai"
     assert env["SWITCHBOARD_OPENAI_MODEL"]["value"] == served.split("=", 1)[1]
-    settings = Settings(
-        **{k.removeprefix("SWITCHBOARD_").lower(): e["value"] for k, e in env.items() if "value" in e}
-    )
+    values = {k.removeprefix("SWITCHBOARD_").lower(): e.get("value") for k, e in env.items()}
+    settings = Settings(**{k: v for k, v in values.items() if v is not None})
     urls = settings.backend_settings().openai_base_urls
     assert len(urls) == pool["spec"]["replicas"]
     for i, url in enumerate(urls):

@@ -71,10 +71,10 @@ def completion(top: dict[str, float], *, cached: int | None = None) -> dict[str,
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def backend_with(handler: Handler, urls: tuple[str, ...] = (A,), **kw: Any) -> OpenAICompatibleBackend:
-    return OpenAICompatibleBackend(
-        urls, "m", transport=httpx.MockTransport(handler), **kw
-    )
+def backend_with(
+    handler: Handler, urls: tuple[str, ...] = (A,), **kw: Any
+) -> OpenAICompatibleBackend:
+    return OpenAICompatibleBackend(urls, "m", transport=httpx.MockTransport(handler), **kw)
 
 
 async def test_completions_read_label_probabilities_and_cached_tokens() -> None:
@@ -325,7 +325,7 @@ async def test_slow_server_against_a_deadline_is_a_timeout(
     # A prefix the server has not seen: it must evaluate ~1k tokens, far beyond 50 ms.
     prompt = policy_prompts.render("Where is my parcel?", Channel.EMAIL)
     prompt = RenderedPrompt(
-        (ChatMessage("system", "Fresh prefix. " + prompt.messages[0].content), *prompt.messages[1:]),
+        (ChatMessage("system", "Fresh. " + prompt.messages[0].content), *prompt.messages[1:]),
         prompt.template_hash,
     )
     verdict = await backend.score(prompt, policy_prompts.choices, deadline_s=0.05)
