@@ -38,6 +38,7 @@ from engine.errors import BackendConfigError
 
 __all__ = ["FALLBACK_CONFIDENCE", "OllamaBackend"]
 
+
 class OllamaBackend:
     """Scores labels with a model served by Ollama (``name == "ollama"``)."""
 

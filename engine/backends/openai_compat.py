@@ -37,7 +37,7 @@ Api = Literal["completions", "chat"]
 APIS: tuple[Api, ...] = ("completions", "chat")
 
 
-class _EndpointFailure(SwitchboardError):
+class _EndpointError(SwitchboardError):
     """One endpoint did not give an answer (the next one may)."""
 
     def __init__(self, status: VerdictStatus, error: str, *, endpoint_fault: bool = True) -> None:
@@ -113,9 +113,7 @@ class OpenAICompatibleBackend:
         if self._cache_prompt:
             body["cache_prompt"] = True  # llama.cpp server; vLLM caches prefixes by itself
         if self._api == "completions":
-            body.update(
-                prompt=chatml(prompt.messages), max_tokens=1, logprobs=self._top_logprobs
-            )
+            body.update(prompt=chatml(prompt.messages), max_tokens=1, logprobs=self._top_logprobs)
             return "/completions", body
         body.update(
             messages=[{"role": m.role, "content": m.content} for m in prompt.messages],
@@ -129,17 +127,17 @@ class OpenAICompatibleBackend:
         try:
             response = await self._client.post(endpoint.url + path, json=body)
         except httpx.TimeoutException as exc:
-            raise _EndpointFailure(
+            raise _EndpointError(
                 VerdictStatus.TIMEOUT, f"{endpoint.url} timed out ({type(exc).__name__})"
             ) from exc
         except httpx.HTTPError as exc:
-            raise _EndpointFailure(
+            raise _EndpointError(
                 VerdictStatus.ERROR,
                 f"cannot reach {endpoint.url}: {type(exc).__name__}: {exc or 'no detail'}",
             ) from exc
         if response.status_code >= 400:
             detail = response.text[:200].replace("\n", " ")
-            raise _EndpointFailure(
+            raise _EndpointError(
                 VerdictStatus.ERROR,
                 f"{endpoint.url}{path} answered HTTP {response.status_code}: {detail}",
                 endpoint_fault=response.status_code >= 500 or response.status_code == 429,
@@ -147,7 +145,7 @@ class OpenAICompatibleBackend:
         try:
             return response.json()
         except ValueError as exc:
-            raise _EndpointFailure(
+            raise _EndpointError(
                 VerdictStatus.ERROR, f"{endpoint.url}{path} answered non-JSON"
             ) from exc
 
@@ -156,23 +154,21 @@ class OpenAICompatibleBackend:
     ) -> LabelVerdict:
         start = time.perf_counter()
         path, body = self.request_body(prompt)
-        failure = _EndpointFailure(VerdictStatus.ERROR, "no endpoint was tried")
+        failure = _EndpointError(VerdictStatus.ERROR, "no endpoint was tried")
         for endpoint in self.pool.attempts():
             remaining = deadline_s - (time.perf_counter() - start)
             if remaining <= 0:
                 break
             try:
-                answer = await asyncio.wait_for(
-                    self._post(endpoint, path, body), timeout=remaining
-                )
+                answer = await asyncio.wait_for(self._post(endpoint, path, body), timeout=remaining)
             except (TimeoutError, asyncio.TimeoutError):
-                failure = _EndpointFailure(
+                failure = _EndpointError(
                     VerdictStatus.TIMEOUT,
                     f"{endpoint.url} did not answer within {deadline_s:.3g}s",
                 )
                 self.pool.failed(endpoint, failure.error)
                 break  # the deadline is spent: no time for another endpoint
-            except _EndpointFailure as exc:
+            except _EndpointError as exc:
                 failure = exc
                 if not exc.endpoint_fault:
                     break
@@ -184,9 +180,7 @@ class OpenAICompatibleBackend:
             failure.status, failure.error, latency_ms=(time.perf_counter() - start) * 1000.0
         )
 
-    def _verdict(
-        self, answer: Any, choices: Sequence[LabelChoice], start: float
-    ) -> LabelVerdict:
+    def _verdict(self, answer: Any, choices: Sequence[LabelChoice], start: float) -> LabelVerdict:
         elapsed = (time.perf_counter() - start) * 1000.0
         try:
             choice = answer["choices"][0]

@@ -41,7 +41,8 @@ def test_not_ready_when_the_audit_store_cannot_commit(policy_copy: Path, tmp_pat
         policies=policy_copy.parent, audit_db=str(tmp_path / "audit.db"), warm_up=False
     )
     app = create_app(
-        settings, backend=FakeBackend(default=Scripted.label(Category.SERVICE_ACTION)),
+        settings,
+        backend=FakeBackend(default=Scripted.label(Category.SERVICE_ACTION)),
         store=store,
         redactor_factory=None,
     )

@@ -168,7 +168,8 @@ async def test_missing_logprobs_is_an_invalid_verdict() -> None:
     backend = backend_with(handler)
     verdict = await backend.score(PROMPT, CHOICES, deadline_s=5)
     assert verdict.status is VerdictStatus.INVALID
-    assert verdict.error is not None and "no logprobs" in verdict.error
+    assert verdict.error is not None
+    assert "no logprobs" in verdict.error
     assert verdict.raw_output == "safety"
     await backend.aclose()
 
@@ -202,7 +203,8 @@ async def test_http_errors_and_refusals() -> None:
     backend = backend_with(handler, (A, B))
     verdict = await backend.score(PROMPT, CHOICES, deadline_s=5)
     assert verdict.status is VerdictStatus.ERROR
-    assert verdict.error is not None and "HTTP 503" in verdict.error
+    assert verdict.error is not None
+    assert "HTTP 503" in verdict.error
     assert not backend.pool.healthy  # both answered 5xx: both ejected
     status["code"] = 404  # a wrong model name: every endpoint would refuse, nobody is ejected
     backend2 = backend_with(handler, (A, B))
@@ -330,7 +332,8 @@ async def test_slow_server_against_a_deadline_is_a_timeout(
     )
     verdict = await backend.score(prompt, policy_prompts.choices, deadline_s=0.05)
     assert verdict.status is VerdictStatus.TIMEOUT
-    assert verdict.error is not None and "did not answer within 0.05s" in verdict.error
+    assert verdict.error is not None
+    assert "did not answer within 0.05s" in verdict.error
     await backend.aclose()
 
 
@@ -371,7 +374,8 @@ async def test_server_without_logprobs_is_an_invalid_verdict(
         prompt = policy_prompts.render("Where is my order?", Channel.CHAT)
         verdict = await backend.score(prompt, policy_prompts.choices, deadline_s=600)
         assert verdict.status is VerdictStatus.INVALID
-        assert verdict.error is not None and "no logprobs" in verdict.error
+        assert verdict.error is not None
+        assert "no logprobs" in verdict.error
         assert verdict.raw_output  # the server did answer: only the logprobs are missing
         await backend.aclose()
     finally:
@@ -418,7 +422,8 @@ async def test_server_killed_mid_run(tmp_path: Path, policy_prompts: Any) -> Non
         assert verdict.status is VerdictStatus.ERROR, verdict
         after = await backend.score(prompt, policy_prompts.choices, deadline_s=600)
         assert after.status is VerdictStatus.ERROR
-        assert after.error is not None and victim.url in after.error
+        assert after.error is not None
+        assert victim.url in after.error
         assert await backend.probe() is False
         await backend.aclose()
     finally:
