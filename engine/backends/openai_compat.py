@@ -188,12 +188,21 @@ class OpenAICompatibleBackend:
             return LabelVerdict.failed(
                 VerdictStatus.INVALID, "the server's answer has no choices", latency_ms=elapsed
             )
-        text, positions = (
-            _completion_positions(choice) if self._api == "completions" else _chat_positions(choice)
-        )
-        usage = answer.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        cached = _cached_tokens(answer)
+        try:
+            text, positions = (
+                _completion_positions(choice)
+                if self._api == "completions"
+                else _chat_positions(choice)
+            )
+            usage = answer.get("usage") or {}
+            prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            cached = _cached_tokens(answer)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            return LabelVerdict.failed(
+                VerdictStatus.INVALID,
+                f"the server's answer is malformed: {type(exc).__name__}",
+                latency_ms=elapsed,
+            )
         common: dict[str, Any] = {
             "raw_output": text,
             "prompt_tokens": max(prompt_tokens - cached, 0),

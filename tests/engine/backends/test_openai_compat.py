@@ -1,19 +1,15 @@
-"""OpenAICompatibleBackend: the wire format and the endpoint pool, then the real server.
+"""OpenAICompatibleBackend: the wire format and the endpoint pool, without a model.
 
-The first tests answer through ``httpx.MockTransport`` with JSON shaped like vLLM's and
-llama.cpp server's (recorded shapes, an emulated external boundary). The ``model`` tests run the
-packaged GGUF behind ``llama-cpp-python``'s OpenAI-compatible server on loopback (the
-``llama_server`` session fixture) and compare with the embedded backend on the same prompts.
+The server answers through ``httpx.MockTransport`` with JSON shaped like vLLM's and llama.cpp
+server's (recorded shapes, an emulated external boundary). Failures over real sockets:
+``test_openai_errors.py``; the real llama.cpp server: ``test_openai_server.py``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,9 +18,8 @@ import pytest
 from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
 from engine.backends.openai_compat import OpenAICompatibleBackend, chatml
 from engine.backends.registry import BackendSettings, build_backend
-from engine.categories import Category, Channel, VerdictStatus
+from engine.categories import Category, VerdictStatus
 from engine.errors import BackendConfigError
-from tests.llama_server import MODEL_ALIAS, LlamaServer, free_port, start_llama_server
 
 CHOICES = (
     LabelChoice(Category.INFORMATIONAL, "information"),
@@ -250,181 +245,3 @@ def test_registry_builds_it_from_the_environment() -> None:
         build_backend(BackendSettings(name="openai", openai_base_urls=()))
     with pytest.raises(BackendConfigError, match="SWITCHBOARD_OPENAI_API"):
         build_backend(BackendSettings(name="openai", openai_api="responses"))
-
-
-# ----- the real server ------------------------------------------------------------------------
-
-TOLERANCE = 0.05
-"""Largest allowed difference per label probability between the server and the embedded backend.
-
-The two read the same next-token distribution differently: the embedded backend sums every
-vocabulary token that is a prefix of an answer, the server path sums the top 20 alternatives
-(and gives labels outside them a floor). Measured: see the test's printed maximum."""
-
-MESSAGES = (
-    "Where is my order? It was due on Monday.",
-    "Please cancel my subscription.",
-    "What are your opening hours on Sunday?",
-    "I took the tablets and now my face is swollen and I can't breathe well.",
-    "Can you change the delivery address to my office?",
-    "Is ibuprofen safe to take with paracetamol?",
-    "My son had a seizure after the syrup.",
-    "Refund the double charge on my card please.",
-)
-
-
-@pytest.fixture(scope="module")
-def policy_prompts() -> Any:
-    from engine.decide.prompts import PromptBuilder
-    from engine.policy.loader import load_policy
-    from tests.conftest import DEFAULT_POLICY, PROMPTS
-
-    loaded = load_policy(DEFAULT_POLICY, PROMPTS)
-    return PromptBuilder(loaded.policy, loaded.prompts_dir)
-
-
-@pytest.fixture(scope="module")
-def embedded() -> Iterator[Any]:
-    from engine.backends.embedded import EmbeddedBackend
-    from engine.backends.model_files import QWEN25_CODER_05B, default_model_dir
-
-    backend = EmbeddedBackend.from_packages(QWEN25_CODER_05B, default_model_dir())
-    yield backend
-    import asyncio
-
-    asyncio.run(backend.aclose())
-
-
-def served(server: LlamaServer, *urls: str) -> OpenAICompatibleBackend:
-    return OpenAICompatibleBackend((*urls, server.url), MODEL_ALIAS, eject_s=60)
-
-
-@pytest.mark.model
-async def test_probabilities_agree_with_the_embedded_backend(
-    llama_server: LlamaServer, embedded: Any, policy_prompts: Any
-) -> None:
-    backend = served(llama_server)
-    worst = 0.0
-    for message in MESSAGES:
-        prompt = policy_prompts.render(message, Channel.CHAT)
-        local = await embedded.score(prompt, policy_prompts.choices, deadline_s=600)
-        remote = await backend.score(prompt, policy_prompts.choices, deadline_s=600)
-        assert local.status is VerdictStatus.OK, local.error
-        assert remote.status is VerdictStatus.OK, remote.error
-        assert remote.label is local.label, message
-        for category, p in local.probabilities.items():
-            worst = max(worst, abs(p - remote.probabilities[category]))
-    print(f"\nmax |p_server - p_embedded| over {len(MESSAGES)} messages x 3 labels: {worst:.4f}")
-    assert worst <= TOLERANCE
-    await backend.aclose()
-
-
-@pytest.mark.model
-async def test_slow_server_against_a_deadline_is_a_timeout(
-    llama_server: LlamaServer, policy_prompts: Any
-) -> None:
-    backend = served(llama_server)
-    # A prefix the server has not seen: it must evaluate ~1k tokens, far beyond 50 ms.
-    prompt = policy_prompts.render("Where is my parcel?", Channel.EMAIL)
-    prompt = RenderedPrompt(
-        (ChatMessage("system", "Fresh. " + prompt.messages[0].content), *prompt.messages[1:]),
-        prompt.template_hash,
-    )
-    verdict = await backend.score(prompt, policy_prompts.choices, deadline_s=0.05)
-    assert verdict.status is VerdictStatus.TIMEOUT
-    assert verdict.error is not None
-    assert "did not answer within 0.05s" in verdict.error
-    await backend.aclose()
-
-
-class _DroppingLogprobs(BaseHTTPRequestHandler):
-    """A gateway in front of the real server that forwards requests and drops ``logprobs``."""
-
-    upstream = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        answer = httpx.post(
-            self.upstream + self.path.removeprefix("/v1"), content=body, timeout=600
-        ).json()
-        for choice in answer.get("choices", []):
-            choice["logprobs"] = None
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-@pytest.mark.model
-async def test_server_without_logprobs_is_an_invalid_verdict(
-    llama_server: LlamaServer, policy_prompts: Any
-) -> None:
-    handler = type("Handler", (_DroppingLogprobs,), {"upstream": llama_server.url})
-    gateway = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=gateway.serve_forever, daemon=True).start()
-    try:
-        backend = OpenAICompatibleBackend(
-            (f"http://127.0.0.1:{gateway.server_port}/v1",), MODEL_ALIAS
-        )
-        prompt = policy_prompts.render("Where is my order?", Channel.CHAT)
-        verdict = await backend.score(prompt, policy_prompts.choices, deadline_s=600)
-        assert verdict.status is VerdictStatus.INVALID
-        assert verdict.error is not None
-        assert "no logprobs" in verdict.error
-        assert verdict.raw_output  # the server did answer: only the logprobs are missing
-        await backend.aclose()
-    finally:
-        gateway.shutdown()
-        gateway.server_close()
-
-
-@pytest.mark.model
-async def test_dead_endpoint_beside_a_live_one_costs_no_verdict(
-    llama_server: LlamaServer, policy_prompts: Any
-) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    backend = served(llama_server, dead)
-    prompt = policy_prompts.render("Please cancel my subscription.", Channel.CHAT)
-    verdicts = [
-        await backend.score(prompt, policy_prompts.choices, deadline_s=600) for _ in range(4)
-    ]
-    assert [v.status for v in verdicts] == [VerdictStatus.OK] * 4
-    by_url = {e["url"]: e for e in backend.describe()}
-    assert by_url[dead]["healthy"] is False
-    assert by_url[dead]["calls"] == 1  # tried once, then ejected
-    assert by_url[llama_server.url]["calls"] == 4
-    assert await backend.probe() is True  # the pool can answer
-    await backend.aclose()
-
-
-@pytest.mark.model
-async def test_server_killed_mid_run(tmp_path: Path, policy_prompts: Any) -> None:
-    import asyncio
-
-    from engine.backends.model_files import QWEN25_CODER_05B, assemble_model, default_model_dir
-
-    victim = start_llama_server(
-        assemble_model(QWEN25_CODER_05B, default_model_dir()), tmp_path / "victim.log"
-    )
-    try:
-        backend = OpenAICompatibleBackend((victim.url,), MODEL_ALIAS, eject_s=60)
-        prompt = policy_prompts.render("Where is my order?", Channel.CHAT)
-        # In flight when the process dies: the whole ~1k-token prompt is being evaluated.
-        call = asyncio.create_task(backend.score(prompt, policy_prompts.choices, deadline_s=600))
-        await asyncio.sleep(0.5)
-        victim.kill()
-        verdict = await asyncio.wait_for(call, timeout=30)
-        assert verdict.status is VerdictStatus.ERROR, verdict
-        after = await backend.score(prompt, policy_prompts.choices, deadline_s=600)
-        assert after.status is VerdictStatus.ERROR
-        assert after.error is not None
-        assert victim.url in after.error
-        assert await backend.probe() is False
-        await backend.aclose()
-    finally:
-        victim.kill()
