@@ -2,7 +2,8 @@
 
 Readiness means "this replica can give a decision": with its model endpoint killed the replica
 stays ready and answers degraded (rules-only, reviewed) with 200. With one of two endpoints
-dead, no request fails and the traffic goes to the live one; the circuit stays closed.
+killed mid-run, no request fails and the traffic moves to the live one; the circuit stays
+closed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,8 +22,9 @@ from engine.backends.model_files import QWEN25_CODER_05B, assemble_model, defaul
 from engine.backends.openai_compat import OpenAICompatibleBackend
 from service.app import create_app
 from service.settings import Settings
-from tests.llama_server import MODEL_ALIAS, LlamaServer, free_port, start_llama_server
+from tests.llama_server import MODEL_ALIAS, LlamaServer, start_llama_server
 from tests.service.conftest import serve
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.model
 
@@ -30,7 +33,9 @@ ORDINARY = "Please change the delivery address of my order to my office."
 
 
 @contextmanager
-def service(policy_copy: Path, tmp_path: Path, *urls: str) -> Iterator[httpx.Client]:
+def service(
+    policy_copy: Path, tmp_path: Path, *urls: str, probe_s: float = 0.2
+) -> Iterator[httpx.Client]:
     # CPU inference of one model call at a time on a shared machine: decisions queue for
     # seconds, which the 3 s production deadline would turn into timeouts.
     policy = policy_copy / "policy.yaml"
@@ -40,7 +45,7 @@ def service(policy_copy: Path, tmp_path: Path, *urls: str) -> Iterator[httpx.Cli
         policies=policy_copy.parent,
         audit_db=str(tmp_path / "audit.db"),
         backend="openai",
-        probe_interval_s=0.2,
+        probe_interval_s=probe_s,
         breaker_failures=2,
         breaker_cooldown_s=60,
         model_queue=32,
@@ -100,19 +105,39 @@ async def _burst(url: str, n: int) -> list[httpx.Response]:
         )
 
 
+def _calls(client: httpx.Client) -> dict[str, dict[str, Any]]:
+    return {e["url"]: e for e in client.get("/readyz").json()["model"]["endpoints"]}
+
+
 def test_one_of_two_endpoints_dead_no_5xx_and_traffic_moves(
     policy_copy: Path, tmp_path: Path, llama_server: LlamaServer
 ) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/v1"  # a killed server: nothing listens there
-    with service(policy_copy, tmp_path, dead, llama_server.url) as client:
-        responses = asyncio.run(_burst(str(client.base_url), 8))
-        assert [r.status_code for r in responses] == [200] * 8
-        assert all(r.json()["llm"]["status"] == "ok" for r in responses)
-        ready = client.get("/readyz").json()
-        endpoints = {e["url"]: e for e in ready["model"]["endpoints"]}
-        assert endpoints[dead]["healthy"] is False
-        # start-up warm-up + 8 decisions all reached the live endpoint
-        assert endpoints[llama_server.url]["calls"] >= 8
-        assert endpoints[dead]["calls"] == 1  # the warm-up's call found it dead; then left out
-        assert ready["model"]["circuit"] == "closed"
-        assert ready["model"]["healthy"] is True
+    # Two endpoints, one model process: the second is a TCP forwarder to the same server, so
+    # both take traffic until the forwarder is killed mid-run (resets, then refused connects).
+    port = int(llama_server.url.split(":")[2].split("/")[0])
+    proxy = TcpProxy(port)
+    doomed = f"http://127.0.0.1:{proxy.port}/v1"
+    try:
+        # No background probe during the test: only the calls themselves find the dead one.
+        with service(policy_copy, tmp_path, doomed, llama_server.url, probe_s=3600) as client:
+            for _ in range(4):
+                assert client.post("/classify", json={"message": ORDINARY}).status_code == 200
+            before = _calls(client)
+            assert before[doomed]["calls"] >= 2  # round-robin: both endpoints served
+            assert before[llama_server.url]["calls"] >= 2
+
+            proxy.kill()
+            responses = asyncio.run(_burst(str(client.base_url), 8))
+            assert [r.status_code for r in responses] == [200] * 8
+            assert [r.json()["llm"]["status"] for r in responses] == ["ok"] * 8
+            after = _calls(client)
+            assert after[doomed]["healthy"] is False
+            failed = after[doomed]["failures"] - before[doomed]["failures"]
+            assert failed >= 1  # a call found it dead and moved on to the live one
+            assert after[doomed]["calls"] - before[doomed]["calls"] == failed
+            moved = after[llama_server.url]["calls"] - before[llama_server.url]["calls"]
+            assert moved == 8  # every decision of the burst was answered by the live one
+            ready = client.get("/readyz").json()
+            assert ready["model"]["circuit"] == "closed"
+    finally:
+        proxy.kill()
