@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,7 +196,7 @@ def test_containers_declare_resources_and_probes(name: str) -> None:
 
 def _vllm_docs() -> list[dict[str, Any]]:
     out = []
-    for path in sorted((DEPLOY / "vllm").glob("*.yaml")):
+    for path in sorted((REPO / "deploy-vllm").glob("*.yaml")):
         out += [d for d in yaml.safe_load_all(path.read_text("utf-8")) if d is not None]
     return out
 
@@ -227,3 +228,28 @@ def test_the_vllm_pool_overlay_points_the_service_at_a_prefix_cached_gpu_pool() 
     for i, url in enumerate(urls):
         name = pool["metadata"]["name"]
         assert url.startswith(f"http://{name}-{i}.{pool['spec']['serviceName']}.")
+
+
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="needs kubectl (its built-in kustomize)"
+)
+def test_the_vllm_overlay_builds_without_the_ollama_pool() -> None:
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(REPO / "deploy-vllm")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d is not None]
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("StatefulSet", "switchboard-vllm") in names
+    assert not {n for n in names if n[1] == "switchboard-ollama"}
+    service = next(d for d in docs if d["kind"] == "Deployment")
+    env = {
+        e["name"]: e.get("value")
+        for e in service["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["SWITCHBOARD_BACKEND"] == "openai"
+    assert not {k for k in env if k.startswith("SWITCHBOARD_OLLAMA")}
