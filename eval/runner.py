@@ -128,7 +128,7 @@ async def run_cases(
 ) -> tuple[list[Prediction], Engine]:
     """Build the engine and backend, warm up, decide every case; the backend is closed after."""
     loaded = load_policy_by_id(settings.policies, settings.prompts, settings.policy_id)
-    backend = build_backend(BackendSettings(name=settings.backend))
+    backend = build_backend(BackendSettings.from_env(settings.backend))
     try:
         engine = build_engine(loaded, backend, settings)
         await engine.warm_up()

@@ -43,7 +43,12 @@ def _presidio(redaction: Any) -> Redactor:
 async def _probe_loop(state: AppState) -> None:
     while True:
         await asyncio.sleep(state.settings.probe_interval_s)
-        state.backend_ready = await _probe(state)
+        _set_model_health(state, await _probe(state))
+
+
+def _set_model_health(state: AppState, healthy: bool) -> None:
+    state.model_healthy = healthy
+    state.metrics.model_up.set(1 if healthy else 0)
 
 
 async def _probe(state: AppState) -> bool:
@@ -109,7 +114,7 @@ def create_app(
         state = AppState(settings, holder, guard, admission, audit, metrics, dispatcher=dispatcher)
         await holder.reload()  # a broken policy at start-up stops the process: nothing to serve
         dispatcher.start()  # delivers what a previous run committed and did not deliver, too
-        state.backend_ready = await _probe(state)
+        _set_model_health(state, await _probe(state))
         app.state.switchboard = state
         prober = asyncio.create_task(_probe_loop(state))
         lag.start()

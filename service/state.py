@@ -24,7 +24,7 @@ class AppState:
     admission: Admission
     store: AuditStore
     metrics: Metrics
-    backend_ready: bool = False
+    model_healthy: bool = False  # the last probe; a signal for alerts, not for readiness
     dispatcher: Dispatcher | None = None
 
 

@@ -180,6 +180,16 @@ class SqlAuditStore:
         rows = await self._query(_RECENT, policy_id, limit)
         return [RecordedDecision(_record(value), reviewed) for value, reviewed in reversed(rows)]
 
+    async def ping(self) -> None:
+        # Through the group writer, like a decision: the writer thread is alive, the database
+        # takes a write transaction (SQLite: BEGIN IMMEDIATE). A SELECT writes nothing.
+        try:
+            await self._writable().submit(("SELECT 1", ()))
+        except AuditStoreError:
+            raise
+        except Exception as exc:
+            raise AuditStoreError(f"{self._name} cannot commit: {type(exc).__name__}") from exc
+
     async def count(self) -> int:
         rows = await self._query(_COUNT)
         return int(rows[0][0])

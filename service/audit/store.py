@@ -84,6 +84,11 @@ class AuditStore(Protocol):
 
     async def count(self) -> int: ...
 
+    async def ping(self) -> None:
+        """Return once a write transaction committed through the writer; raise
+        ``AuditStoreError`` when none can (readiness: this replica can record a decision)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -28,6 +28,9 @@ class _BrokenStore:
     async def get(self, decision_id: str) -> dict[str, Any] | None:
         raise self.error
 
+    async def ping(self) -> None:
+        return None
+
     async def add_review(self, outcome: ReviewOutcome, handoffs: Sequence[HandOff] = ()) -> None:
         raise self.error
 

@@ -108,5 +108,6 @@ VOCAB = [
 )
 @settings(max_examples=400, deadline=None)
 @example(keywords=["i \u0131ll"], text="i ill")  # a phrase once matched case-insensitively
+@example(keywords=["\u0131ll \u0131ll"], text="ill \u0131ll")
 def test_matcher_agrees_with_one_regex_per_keyword(keywords: list[str], text: str) -> None:
     assert _matcher(*keywords).match(text) == {"g": _oracle(keywords, text)}
