@@ -88,8 +88,19 @@ ATOMS = [
 ]
 QUANTIFIERS = ["", "?", "*", "+", "{2}", "{0,2}", "{1,3}"]
 
+_UNBOUNDED = (r"\w+", r"\s+")
+
+
+def _quantified(atom: str, quantifier: str) -> str:
+    if atom in (r"\b", "(?=s)"):
+        return atom
+    if atom in _UNBOUNDED and quantifier in ("*", "+"):
+        quantifier = "?"  # (?:\w+)* backtracks exponentially: a hang, not a finding
+    return f"(?:{atom}){quantifier}"
+
+
 _piece = st.tuples(st.sampled_from(ATOMS), st.sampled_from(QUANTIFIERS)).map(
-    lambda p: p[0] if p[0] in (r"\b", "(?=s)") else f"(?:{p[0]}){p[1]}"
+    lambda p: _quantified(*p)
 )
 _sequence = st.lists(_piece, min_size=1, max_size=5).map("".join)
 _pattern = st.lists(_sequence, min_size=1, max_size=3).map("|".join)
