@@ -393,4 +393,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="eval/out/fit-head",
         help="fit-head: where the report and the policy fragment go",
     )
+    ev.add_argument(
+        "--fit-on",
+        choices=["kfold", "loso"],
+        default="kfold",
+        help="fit-head: out-of-fold predictions the temperature and thresholds are fitted on",
+    )
     ev.set_defaults(handler=_handle)

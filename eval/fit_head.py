@@ -34,7 +34,8 @@ from eval.predictions import Prediction
 from eval.thresholds import Operating, engine_with, fit_thresholds
 
 SAFETY = Category.SAFETY_COMPLIANCE
-C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+FOLDS = 5
 MIN_SAFETY_RECALL = 0.99
 Array = npt.NDArray[np.float64]
 
@@ -180,6 +181,21 @@ def loso_logits(x: Array, y: npt.NDArray[np.int_], groups: Sequence[str], c: flo
     g = np.asarray(groups)
     for family in sorted(set(groups)):
         test = g == family
+        weights, bias, st = fit_lr(x[~test], y[~test], c)
+        z[test] = logits_of(weights, bias, st, x[test])
+    return z
+
+
+def kfold_logits(x: Array, y: npt.NDArray[np.int_], c: float, folds: int = FOLDS) -> Array:
+    """Out-of-fold logits over ``folds`` label-stratified folds (seeded: reproducible)."""
+    rng = np.random.default_rng(11)
+    fold = np.zeros(len(y), dtype=int)
+    for k in range(len(CATEGORIES)):
+        idx = rng.permutation(np.flatnonzero(y == k))
+        fold[idx] = np.arange(len(idx)) % folds
+    z = np.zeros((len(y), len(CATEGORIES)))
+    for f in range(folds):
+        test = fold == f
         weights, bias, st = fit_lr(x[~test], y[~test], c)
         z[test] = logits_of(weights, bias, st, x[test])
     return z

@@ -24,6 +24,7 @@ from eval.fit_head import (
     collect,
     fit_temperature,
     head_thresholds,
+    kfold_logits,
     loso_logits,
     loso_table,
     nll,
@@ -47,9 +48,13 @@ def _report_md(report: dict[str, Any], out: Path, command: str) -> str:
         "",
         f"`{command}`",
         "",
-        f"n = {report['n']}, C = {report['c']}, temperature = {report['temperature']}, "
-        f"LOSO NLL {report['loso_nll']:.4f}, LOSO ECE {report['loso_ece']:.4f}, "
-        f"hidden states from cache {report['cache_hits']} of {report['n']}.",
+        f"n = {report['n']}, C = {report['c']} (lowest LOSO NLL {report['loso_nll']:.4f}; "
+        f"LOSO ECE {report['loso_ece']:.4f} at T {report['loso_temperature']}), hidden states "
+        f"from cache {report['cache_hits']} of {report['n']}.",
+        "",
+        f"Temperature {report['temperature']} and thresholds fitted on {report['fit_on']} "
+        f"out-of-fold predictions (accuracy {report['fit_accuracy']:.3f}, ECE "
+        f"{report['fit_ece']:.4f}).",
         "",
         "## Leave one source out (head fitted without the source) vs the label probabilities",
         "",
@@ -67,8 +72,8 @@ def _report_md(report: dict[str, Any], out: Path, command: str) -> str:
     op = report["operating"]
     lines += [
         "",
-        f"## Thresholds (cost matrix, safety recall >= {MIN_SAFETY_RECALL} on the LOSO "
-        "predictions, rules on)",
+        f"## Thresholds (cost matrix, safety recall >= {MIN_SAFETY_RECALL} on the "
+        f"{report['fit_on']} out-of-fold predictions, rules on)",
         "",
         f"`{json.dumps(report['thresholds'])}`: safety recall {_fmt(op['safety_recall'])}, "
         f"false escalation {_fmt(op['false_escalation_rate'])}, review {_fmt(op['review_rate'])}, "
@@ -141,12 +146,20 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         z = loso_logits(x, y, groups, c)
         t = fit_temperature(z, y)
         scored.append((nll(z, y, t), c, t, z))
-    best_nll, c_best, temperature, z = min(scored, key=lambda s: s[0])
-    probs = softmax(z / temperature)
-    correct = list(probs.argmax(axis=1) == y)
-    loso_ece = ece(list(probs.max(axis=1)), correct) or 0.0
+    best_nll, c_best, loso_t, z = min(scored, key=lambda s: s[0])
+    probs = softmax(z / loso_t)
+    loso_ece = ece(list(probs.max(axis=1)), list(probs.argmax(axis=1) == y)) or 0.0
+    # Temperature and thresholds: on out-of-fold predictions of label-stratified folds (every
+    # source in training, as the shipped head has it), or on the LOSO ones (--fit-on loso).
+    if args.fit_on == "loso":
+        fit_z, temperature = z, loso_t
+    else:
+        fit_z = kfold_logits(x, y, c_best)
+        temperature = fit_temperature(fit_z, y)
+    fit_probs = softmax(fit_z / temperature)
+    fit_ece = ece(list(fit_probs.max(axis=1)), list(fit_probs.argmax(axis=1) == y)) or 0.0
     operating, curve = head_thresholds(
-        plain_engine(engine), oof_rows(usable, probs), args.max_escalation
+        plain_engine(engine), oof_rows(usable, fit_probs), args.max_escalation
     )
     command = "switchboard " + " ".join(sys.argv[1:])
     report: dict[str, Any] = {
@@ -156,6 +169,10 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         "temperature": round(temperature, 4),
         "loso_nll": round(best_nll, 4),
         "loso_ece": round(loso_ece, 4),
+        "loso_temperature": round(loso_t, 4),
+        "fit_on": args.fit_on,
+        "fit_ece": round(fit_ece, 4),
+        "fit_accuracy": round(float((fit_probs.argmax(axis=1) == y).mean()), 4),
         "cache_hits": hits,
         "loso": loso_table(usable, probs),
         "thresholds": thresholds_dict(operating.thresholds),
@@ -171,7 +188,10 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         engine=engine,
         data=data,
         data_sha256="sha256:" + hashlib.sha256(data.read_bytes()).hexdigest(),
-        report={k: report[k] for k in ("c", "loso_nll", "loso_ece", "loso", "thresholds")},
+        report={
+            k: report[k]
+            for k in ("c", "loso_nll", "loso_ece", "fit_on", "fit_ece", "loso", "thresholds")
+        },
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(head.to_json(), encoding="utf-8")
