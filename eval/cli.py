@@ -7,6 +7,8 @@
   thresholds as a YAML fragment and a diff of the policy file.
 - ``switchboard eval calibrate --predictions DIR/predictions.csv`` (or ``--data``) fits a
   temperature, prints ECE before and after and writes the ``calibration`` section the same way.
+- ``switchboard eval fit-head --data dev.csv --out policies/<id>/head.json`` fits the probe head
+  on the model's hidden states with leave-one-source-out reporting (``eval/fit_head.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from engine.policy.loader import default_policies_dir
 from eval import patch
 from eval.calibrate import fit_temperature
 from eval.dataset import file_digest, read_cases
+from eval.fit_head import without_head
 from eval.predictions import Prediction, read_predictions
 from eval.recorded import replay_cases, replay_rows, verdict_key
 from eval.report import write_outputs
@@ -41,7 +44,7 @@ from eval.runner import (
 )
 from eval.thresholds import Fit, Operating, fit_thresholds, without_rules
 
-ACTIONS = ("run", "fit-thresholds", "calibrate")
+ACTIONS = ("run", "fit-thresholds", "calibrate", "fit-head")
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
@@ -90,6 +93,14 @@ async def _evaluate(args: argparse.Namespace) -> tuple[list[Prediction], Engine,
     settings = _settings(args)
     cases = read_cases(Path(args.data), limit=args.limit)
     loaded = load_policy_by_id(settings.policies, settings.prompts, settings.policy_id)
+    if args.without_head:
+        loaded = without_head(loaded)
+    elif loaded.policy.head is not None and args.reuse_verdicts:
+        print(
+            "note: recorded verdicts carry no hidden state: the replay decides with the label "
+            "probabilities (as --without-head)",
+            file=sys.stderr,
+        )
     backend = build_backend(BackendSettings.from_env(settings.backend))
     try:
         engine = build_engine(loaded, backend, settings)
@@ -303,6 +314,10 @@ def _with_model_from(fit: Any, args: argparse.Namespace) -> Any:
 
 def _handle(args: argparse.Namespace) -> int:
     try:
+        if args.action == "fit-head":
+            from eval.head_command import fit_head
+
+            return asyncio.run(fit_head(args, _settings(args)))
         if args.action == "fit-thresholds":
             return asyncio.run(_fit_thresholds(args))
         if args.action == "calibrate":
@@ -362,5 +377,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--without-rules",
         action="store_true",
         help="fit-thresholds: print the curve with every rule switched off (no proposal)",
+    )
+    ev.add_argument(
+        "--without-head",
+        action="store_true",
+        help="decide with the label probabilities even when the policy names a probe head",
+    )
+    ev.add_argument(
+        "--cache-dir",
+        default="eval/out/hidden-cache",
+        help="fit-head: hidden states cached by model, template and prompt",
+    )
+    ev.add_argument(
+        "--report-dir",
+        default="eval/out/fit-head",
+        help="fit-head: where the report and the policy fragment go",
+    )
+    ev.add_argument(
+        "--fit-on",
+        choices=["kfold", "loso"],
+        default="kfold",
+        help="fit-head: out-of-fold predictions the temperature and thresholds are fitted on",
     )
     ev.set_defaults(handler=_handle)

@@ -46,6 +46,11 @@ class Prediction:
     output_tokens: int
     cost_usd: float
     input_redacted: str
+    # The probe head's probabilities when it decided (``llm.method`` probe_head); the p_* columns
+    # stay the label probabilities, which is what a replay without hidden states can reuse.
+    h_informational: float | None = None
+    h_service_action: float | None = None
+    h_safety_compliance: float | None = None
 
     @property
     def probabilities(self) -> dict[Category, float]:
@@ -58,12 +63,23 @@ class Prediction:
         return {c: p for c, p in values.items() if p is not None}
 
     @property
+    def head_probabilities(self) -> dict[Category, float]:
+        """The probe head's probabilities (empty when the head did not decide)."""
+        values = {
+            Category.INFORMATIONAL: self.h_informational,
+            Category.SERVICE_ACTION: self.h_service_action,
+            Category.SAFETY_COMPLIANCE: self.h_safety_compliance,
+        }
+        return {c: p for c, p in values.items() if p is not None}
+
+    @property
     def family(self) -> str:
         return self.source.split("/", 1)[0]
 
     @classmethod
     def from_record(cls, case: LabelledCase, record: DecisionRecord) -> Prediction:
         probs = record.llm.probabilities
+        head = (record.llm.calibrated or {}) if record.llm.method == "probe_head" else {}
         return cls(
             id=case.case_id,
             source=case.source,
@@ -91,6 +107,9 @@ class Prediction:
             output_tokens=record.tokens.output,
             cost_usd=record.cost_usd,
             input_redacted=record.input_redacted,
+            h_informational=_round(head.get(Category.INFORMATIONAL)),
+            h_service_action=_round(head.get(Category.SERVICE_ACTION)),
+            h_safety_compliance=_round(head.get(Category.SAFETY_COMPLIANCE)),
         )
 
 
@@ -99,6 +118,7 @@ def _round(value: float | None) -> float | None:
 
 
 COLUMNS = tuple(f.name for f in fields(Prediction))
+OPTIONAL_COLUMNS = ("h_informational", "h_service_action", "h_safety_compliance")
 
 
 def write_predictions(path: Path, rows: list[Prediction]) -> None:
@@ -126,7 +146,7 @@ def read_predictions(path: Path) -> list[Prediction]:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            missing = set(COLUMNS) - set(reader.fieldnames or ())
+            missing = set(COLUMNS) - set(OPTIONAL_COLUMNS) - set(reader.fieldnames or ())
             if missing:
                 raise EvalDataError(f"{path}: not a predictions file; missing {sorted(missing)}")
             rows = list(reader)
@@ -160,6 +180,9 @@ def read_predictions(path: Path) -> list[Prediction]:
                     output_tokens=int(r["output_tokens"]),
                     cost_usd=float(r["cost_usd"]),
                     input_redacted=r["input_redacted"],
+                    h_informational=_opt_float(r.get("h_informational") or ""),
+                    h_service_action=_opt_float(r.get("h_service_action") or ""),
+                    h_safety_compliance=_opt_float(r.get("h_safety_compliance") or ""),
                 )
             )
         except (KeyError, ValueError) as exc:

@@ -16,8 +16,11 @@ from eval.predictions import Prediction
 
 
 def top_confidence(row: Prediction, calibration: Calibration | None) -> float | None:
-    """The model's top-label probability, raw (calibration None) or as the decision used it."""
-    probs = calibrate(row.probabilities, calibration)
+    """The model's top-label probability, raw (calibration None) or as the decision used it.
+
+    When the probe head decided, its probabilities (already tempered) are the model's."""
+    head = row.head_probabilities
+    probs = head if head else calibrate(row.probabilities, calibration)
     return max(probs.values()) if probs and row.model_status is VerdictStatus.OK else None
 
 

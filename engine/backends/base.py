@@ -7,6 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
 from engine.categories import Category, VerdictStatus
 
 Role = Literal["system", "user", "assistant"]
@@ -46,6 +49,10 @@ class LabelVerdict:
     output_tokens: int = 0
     latency_ms: float = 0.0
     method: str = "label_logprobs"
+    hidden_state: npt.NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
+    """The last prompt token's final hidden state, from the same decode as the probabilities
+    (embedded backend only). Read by a policy's probe head; never written to a decision record
+    (896 floats per decision would dwarf it)."""
 
     @property
     def label(self) -> Category | None:
@@ -63,6 +70,17 @@ class LabelChoice:
 
     category: Category
     answer: str
+
+
+@runtime_checkable
+class HiddenStateBackend(Protocol):
+    """A backend whose verdicts carry ``hidden_state`` (``hidden_state_size`` floats)."""
+
+    @property
+    def model_digest(self) -> str: ...
+
+    @property
+    def hidden_state_size(self) -> int: ...
 
 
 @runtime_checkable

@@ -4,6 +4,8 @@ One forward pass per decision: the ChatML prompt is evaluated (reusing the KV ca
 longest prefix shared with the previous call), the next-token distribution is read from the
 logits, and each label gets the probability mass of every vocabulary token that starts its
 answer word ("s", "saf", "safety" for "safety"). Nothing is sampled and no text is generated.
+The same decode also yields the last prompt token's final hidden state (the model is loaded with
+``embedding=True``, which leaves the logits bit-identical), for a policy's probe head.
 One inference runs at a time per loaded model; callers queue with a deadline.
 """
 
@@ -65,11 +67,13 @@ class EmbeddedBackend:
                 n_threads=n_threads or os.cpu_count() or 1,
                 n_batch=512,
                 logits_all=False,
+                embedding=True,  # the hidden state too, from the same decode; logits unchanged
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendConfigError(f"llama.cpp could not load {model_path}: {exc}") from exc
         self._n_vocab: int = self._llm.n_vocab()
+        self._n_embd: int = self._llm.n_embd()
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._by_first_char = self._index_vocabulary()
         self._label_tokens: dict[tuple[str, ...], list[npt.NDArray[np.intp]]] = {}
@@ -98,6 +102,10 @@ class EmbeddedBackend:
     @property
     def model_digest(self) -> str:
         return self._spec.digest
+
+    @property
+    def hidden_state_size(self) -> int:
+        return self._n_embd
 
     @property
     def n_ctx(self) -> int:
@@ -156,8 +164,11 @@ class EmbeddedBackend:
 
     # ----- inference (worker thread only) -------------------------------------------------
 
-    def _forward(self, tokens: list[int]) -> tuple[npt.NDArray[np.float64], int]:
-        """Evaluate ``tokens`` reusing the cached prefix; next-token logits and cached count."""
+    def _forward(
+        self, tokens: list[int]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32] | None, int]:
+        """Evaluate ``tokens`` reusing the cached prefix: the next-token logits, the last token's
+        hidden state (copied: the next decode overwrites both) and the cached count."""
         llm = self._llm
         if len(tokens) > self.n_ctx:
             raise _PromptTooLongError(
@@ -183,7 +194,11 @@ class EmbeddedBackend:
         if not pointer:
             raise RuntimeError("llama.cpp returned no logits for the last prompt token")
         logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
-        return logits, common
+        hidden = None
+        embedding = self._lc.llama_get_embeddings_ith(llm.ctx, -1)
+        if embedding:
+            hidden = np.ctypeslib.as_array(embedding, shape=(self._n_embd,)).astype(np.float32)
+        return logits, hidden, common
 
     def _score_sync(self, prompt: RenderedPrompt, choices: Sequence[LabelChoice]) -> LabelVerdict:
         answers = tuple(c.answer.casefold() for c in choices)
@@ -193,7 +208,7 @@ class EmbeddedBackend:
             return LabelVerdict.failed(VerdictStatus.ERROR, str(exc))
         tokens = self.tokenize_prompt(prompt.messages)
         try:
-            logits, cached = self._forward(tokens)
+            logits, hidden, cached = self._forward(tokens)
         except _PromptTooLongError as exc:
             return LabelVerdict.failed(VerdictStatus.ERROR, str(exc))
         top = float(logits.max())
@@ -216,6 +231,7 @@ class EmbeddedBackend:
             cached_tokens=cached,
             output_tokens=1,
             method=METHOD,
+            hidden_state=hidden if ok else None,
         )
 
     def _reset_sync(self) -> None:

@@ -12,6 +12,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from engine.backends.base import LabelChoice, LabelVerdict, RenderedPrompt
 from engine.categories import Category, VerdictStatus
 
@@ -24,6 +27,7 @@ class Scripted:
     status: VerdictStatus = VerdictStatus.OK
     raw_output: str = ""
     latency_s: float | None = None
+    hidden_state: npt.NDArray[np.float32] | None = None  # none unless a test scripts one
 
     @classmethod
     def label(cls, category: Category, confidence: float = 0.9) -> Scripted:
@@ -105,6 +109,7 @@ class FakeBackend:
             output_tokens=1,
             latency_ms=elapsed,
             method="scripted",
+            hidden_state=answer.hidden_state,
         )
 
     async def probe(self) -> bool:

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from engine.backends.base import LabelVerdict, LLMBackend, RenderedPrompt
+from engine.backends.base import HiddenStateBackend, LabelVerdict, LLMBackend, RenderedPrompt
 from engine.categories import Category, Channel, VerdictStatus
 from engine.decide.calibration import calibrate
 from engine.decide.channels import normalise
 from engine.decide.combine import combine
 from engine.decide.facts import DecisionFacts
+from engine.decide.head import METHOD as HEAD_METHOD
+from engine.decide.head import HeadFileError, ProbeHead, head_mismatches
 from engine.decide.keywords import KeywordMatcher
 from engine.decide.prompts import PromptBuilder
 from engine.decide.record import (
@@ -135,6 +137,7 @@ class Engine:
         pricing: Pricing | None = None,
         clock: Callable[[], datetime] = utc_now,
         ids: Callable[[], str] | None = None,
+        head: ProbeHead | None = None,
     ) -> None:
         self.loaded = loaded
         self.policy = loaded.policy
@@ -151,6 +154,14 @@ class Engine:
         self._fired = {r.id: FiredRule(id=r.id, reason=r.reason) for r in loaded.policy.rules}
         self._adjustments = {c: loaded.policy.channel_adjustment(c) for c in Channel}
         self.stamp = PolicyStamp(id=loaded.id, version=loaded.version, revision=loaded.revision)
+        self.head = head
+        spec = loaded.policy.head
+        # The head's probabilities have their own scale, so their own thresholds (when given).
+        self._head_policy = (
+            loaded.policy.model_copy(update={"thresholds": spec.thresholds})
+            if spec is not None and spec.thresholds is not None
+            else loaded.policy
+        )
 
     @classmethod
     def build(
@@ -171,7 +182,12 @@ class Engine:
         """
         policy = loaded.policy
         problems: list[PolicyProblem] = []
-        rules = redactor = None
+        rules = redactor = head = None
+        if policy.head is not None:
+            try:
+                head = ProbeHead.from_file(loaded.directory / policy.head.file)
+            except HeadFileError as exc:
+                problems.append(loaded.problem(("head", "file"), str(exc)))
         try:
             rules = rules_cache.get(policy.rules, policy.keyword_groups, revision=loaded.revision)
         except RulesEngineError as exc:
@@ -184,9 +200,12 @@ class Engine:
         engine = None
         if rules is not None:
             try:
-                engine = cls(loaded, backend, rules=rules, redactor=redactor, **kw)
+                engine = cls(loaded, backend, rules=rules, redactor=redactor, head=head, **kw)
             except PromptRenderError as exc:
                 problems.append(loaded.problem(("prompt", "template"), str(exc)))
+        if engine is not None and head is not None:
+            for message in _head_problems(head, engine, backend):
+                problems.append(loaded.problem(("head", "file"), message))
         if problems or engine is None:
             raise PolicyError(str(loaded.directory), problems)
         return engine
@@ -335,13 +354,28 @@ class Engine:
             prepared = replace(prepared, keywords={name: name in matched for name in groups})
         return self.conclude(prepared, verdict)
 
+    def _head_probabilities(self, verdict: LabelVerdict) -> dict[Category, float] | None:
+        hidden = verdict.hidden_state
+        if self.head is None or hidden is None or verdict.status is not VerdictStatus.OK:
+            return None
+        if hidden.shape != (self.head.dim,):  # build checked the backend: not expected
+            return None
+        return self.head.probabilities(hidden)
+
     def conclude(self, prepared: Prepared, verdict: LabelVerdict) -> DecisionRecord:
         """Calibrate, rules, combine, workflow and record for a prepared message's verdict."""
         request = prepared.request
-        # Rules and thresholds read the calibrated probabilities; the record keeps both.
+        # Rules and thresholds read the head's probabilities when it can read this verdict, else
+        # the calibrated label probabilities; the record keeps the label probabilities too.
         calibration = self.policy.calibration
-        probabilities = calibrate(verdict.probabilities, calibration)
-        view = replace(verdict, probabilities=probabilities)
+        policy = self.policy
+        head_probabilities = self._head_probabilities(verdict)
+        if head_probabilities is not None:
+            probabilities, policy = head_probabilities, self._head_policy
+            view = replace(verdict, probabilities=probabilities, method=HEAD_METHOD)
+        else:
+            probabilities = calibrate(verdict.probabilities, calibration)
+            view = replace(verdict, probabilities=probabilities)
         label = view.label
         facts = DecisionFacts(
             channel=request.channel,
@@ -358,7 +392,7 @@ class Engine:
             fired_ids, rules_error = (), str(exc)
         fired = [self._rules_by_id[i] for i in fired_ids]
         outcome = combine(
-            policy=self.policy,
+            policy=policy,
             channel=request.channel,
             verdict=view,
             fired=fired,
@@ -399,10 +433,14 @@ class Engine:
             llm=LLMResult(
                 status=verdict.status,
                 label=label,
-                confidence=verdict.probabilities[label] if label else None,
+                confidence=view.probabilities[label]
+                if label and head_probabilities is not None
+                else (verdict.probabilities[label] if label else None),
                 probabilities=dict(verdict.probabilities),
-                calibrated=probabilities if calibration is not None and label else None,
-                method=verdict.method,
+                calibrated=probabilities
+                if (calibration is not None or head_probabilities is not None) and label
+                else None,
+                method=view.method,
                 raw_output=verdict.raw_output[:200],
                 error=verdict.error,
             ),
@@ -465,6 +503,27 @@ class Engine:
             start=workflow.after_review,
         )
         return run.handoffs
+
+
+def _head_problems(head: ProbeHead, engine: Engine, backend: LLMBackend) -> list[str]:
+    """The head must read the hidden states of the model the embedded backend runs.
+
+    A backend without hidden states (Ollama, the fake ``check`` builds with) is compared with the
+    packaged model, the only one the embedded backend loads.
+    """
+    if isinstance(backend, HiddenStateBackend):
+        digest, size = backend.model_digest, backend.hidden_state_size
+    else:
+        from engine.backends.model_files import QWEN25_CODER_05B
+
+        digest, size = QWEN25_CODER_05B.digest, None
+    return head_mismatches(
+        head,
+        model_digest=digest,
+        hidden_size=size,
+        template_hash=engine.prompts.template_hash,
+        prompt_prefix_hash=engine.prompts.prefix_hash,
+    )
 
 
 def _confidence(

@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
 from engine.categories import CATEGORIES, Channel
+from engine.decide.head import prefix_hash
 from engine.decide.model_view import ModelView
 from engine.errors import PromptRenderError
 from engine.policy.model import Policy
@@ -61,6 +62,7 @@ class PromptBuilder:
             prefix.append(ChatMessage("user", self._block("user", ctx)))
             prefix.append(ChatMessage("assistant", answers[example.label]))
         self._prefix = tuple(prefix)
+        self.prefix_hash = prefix_hash(self._prefix)
         self.view = ModelView(policy.prompt.model_input, policy.keyword_groups)
 
     def _ctx(self, message: str = "", channel: Channel = Channel.CHAT) -> dict[str, Any]:

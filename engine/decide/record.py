@@ -49,7 +49,10 @@ class LLMResult(_Frozen):
     )
     calibrated: dict[Category, float] | None = Field(
         default=None,
-        description="The probabilities rules and thresholds used, when the policy calibrates.",
+        description=(
+            "The probabilities rules and thresholds used, when the policy calibrates or its "
+            "probe head read the model's hidden state (method 'probe_head')."
+        ),
     )
     method: str
     raw_output: str = ""

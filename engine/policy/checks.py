@@ -18,6 +18,7 @@ from engine.policy.model import (
     Condition,
     KeywordGroup,
     Labels,
+    ProbeHeadSpec,
     PromptSpec,
     Redaction,
     Rule,
@@ -43,6 +44,7 @@ class Sections:
     workflows: Workflows | None
     channels: dict[Channel, _ChannelAdjustment] | None
     redaction: Redaction | None
+    head: ProbeHeadSpec | None = None
 
 
 def check_labels(s: Sections) -> Iterator[Finding]:
@@ -76,16 +78,25 @@ def _threshold_order(
 def check_thresholds(s: Sections) -> Iterator[Finding]:
     if s.thresholds is None:
         return
-    t = s.thresholds
+    yield from _thresholds(s.thresholds, s.channels, ("thresholds",))
+    if s.head is not None and s.head.thresholds is not None:
+        yield from _thresholds(s.head.thresholds, s.channels, ("head", "thresholds"))
+
+
+def _thresholds(
+    t: Thresholds,
+    channels: dict[Channel, _ChannelAdjustment] | None,
+    where: tuple[PathPart, ...],
+) -> Iterator[Finding]:
     base = {c: t.accept(c) for c in CATEGORIES}
-    yield from _threshold_order(base, ("thresholds",))
+    yield from _threshold_order(base, where)
     if t.safety_escalation > t.safety_compliance:
         yield (
-            ("thresholds", "safety_escalation"),
+            (*where, "safety_escalation"),
             f"safety_escalation {t.safety_escalation} is above the safety acceptance threshold "
             f"{t.safety_compliance}; it must not be",
         )
-    for channel, adjustment in (s.channels or {}).items():
+    for channel, adjustment in (channels or {}).items():
         merged = {**base, **adjustment.thresholds}
         yield from _threshold_order(merged, ("channels", channel.value, "thresholds"))
 

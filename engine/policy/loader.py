@@ -27,6 +27,7 @@ from engine.policy.model import (
     KeywordGroup,
     Labels,
     Policy,
+    ProbeHeadSpec,
     PromptSpec,
     Redaction,
     Rule,
@@ -47,6 +48,7 @@ _SECTION_TYPES: dict[str, Any] = {
     "workflows": Workflows,
     "channels": dict[Channel, ChannelAdjustment],
     "redaction": Redaction,
+    "head": ProbeHeadSpec,
 }
 
 
@@ -133,7 +135,9 @@ def _empty(name: str) -> Any:
     return {"channels": {}, "keyword_groups": {}, "rules": []}[name]
 
 
-def _revision(source: PolicySource, template_path: Path | None) -> str:
+def _revision(
+    source: PolicySource, template_path: Path | None, head_path: Path | None = None
+) -> str:
     digest = hashlib.sha256()
     for name in sorted(source.files):
         digest.update(Path(name).name.encode())
@@ -142,6 +146,9 @@ def _revision(source: PolicySource, template_path: Path | None) -> str:
         digest.update(b"\0")
     if template_path is not None and template_path.is_file():
         digest.update(template_path.read_bytes())
+    if head_path is not None and head_path.is_file():  # a refitted head is a new revision
+        digest.update(b"\0head\0")
+        digest.update(head_path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -177,7 +184,9 @@ def load_policy(
         raise PolicyError(str(directory), problems)
     return LoadedPolicy(
         policy=policy,
-        revision=_revision(source, template_path),
+        revision=_revision(
+            source, template_path, directory / policy.head.file if policy.head else None
+        ),
         directory=directory,
         prompts_dir=prompts_dir,
         source=source,

@@ -368,6 +368,29 @@ class Calibration(_Strict):
     )
 
 
+class ProbeHeadSpec(_Strict):
+    """A classification head over the model's hidden state, fitted by ``switchboard eval fit-head``.
+
+    When the backend returns the hidden state (the embedded model), the head's probabilities
+    replace the label probabilities for rules and thresholds (``llm.method: probe_head``; the
+    label probabilities stay in the record). Without one (Ollama, a timeout) decisions use the
+    label probabilities, the calibration and the policy's thresholds as before. The head file
+    records the model and prompt it was fitted for; ``check`` refuses it after either changes.
+    """
+
+    file: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+\.json$",
+        description="The head file in this policy's directory (written by `eval fit-head`).",
+    )
+    thresholds: Thresholds | None = Field(
+        default=None,
+        description=(
+            "Thresholds for the head's probabilities (another scale than the label "
+            "probabilities); unset: the policy's thresholds."
+        ),
+    )
+
+
 class Policy(_Strict):
     """A complete, versioned triage policy."""
 
@@ -389,6 +412,9 @@ class Policy(_Strict):
     cost_matrix: CostMatrix = Field(default_factory=CostMatrix)
     calibration: Calibration | None = Field(
         default=None, description="Optional calibration of the model's probabilities."
+    )
+    head: ProbeHeadSpec | None = Field(
+        default=None, description="Optional probe head read from the model's hidden state."
     )
 
     def channel_adjustment(self, channel: Channel) -> ChannelAdjustment:

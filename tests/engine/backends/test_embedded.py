@@ -306,3 +306,40 @@ async def test_closed_backend_answers_error_and_fails_its_probe(backend: Embedde
     verdict = await other.score(few_shot("Hi"), CHOICES, deadline_s=5)
     assert verdict.status is VerdictStatus.ERROR
     await other.aclose()  # idempotent
+
+
+@pytest.mark.model
+async def test_one_decode_gives_unchanged_logits_and_the_hidden_state(
+    backend: EmbeddedBackend,
+) -> None:
+    """``embedding=True`` leaves the logits bit-identical and adds the last token's state."""
+    import llama_cpp
+    import numpy as np
+
+    prompt = few_shot("My mother fainted after her second dose.")
+    tokens = backend.tokenize_prompt(prompt.messages)
+    await backend.reset_cache()
+    logits, hidden, cached = backend._forward(tokens)
+    assert cached == 0
+    path = default_model_dir() / QWEN25_CODER_05B.file_name
+    plain = llama_cpp.Llama(
+        model_path=str(path), n_ctx=2048, n_batch=512, embedding=False, verbose=False
+    )
+    try:
+        plain.eval(tokens)
+        pointer = llama_cpp.llama_get_logits_ith(plain.ctx, -1)
+        reference = np.ctypeslib.as_array(pointer, shape=(plain.n_vocab(),)).astype(np.float64)
+    finally:
+        plain.close()
+    assert np.array_equal(logits, reference)
+    assert hidden is not None
+    assert hidden.shape == (backend.hidden_state_size,) == (896,)
+    assert np.isfinite(hidden).all()
+
+    verdict = await backend.score(prompt, CHOICES, deadline_s=120)
+    assert verdict.hidden_state is not None
+    assert verdict.prompt_tokens == 1  # the prefix cache still works with embeddings on
+    other = await backend.score(few_shot("Do you sell vitamin D?"), CHOICES, deadline_s=120)
+    assert other.hidden_state is not None
+    assert not np.allclose(other.hidden_state, verdict.hidden_state)
+    assert "hidden" not in repr(verdict)  # never printed, never serialised

@@ -1,0 +1,325 @@
+"""``switchboard eval fit-head``: fit the probe head on labelled messages and report it honestly.
+
+One model call per message collects the last prompt token's hidden state (cached on disk by
+model digest, template hash and the rendered prompt, so a rerun costs no model time). The head is
+a standardised multinomial logistic regression; its regularisation is chosen, its temperature and
+thresholds fitted, on leave-one-source-out predictions (fit without a source family, predict
+it), the only predictions that say how it does on a kind of message it has never seen. The
+final head is fitted on every row and written with what it was fitted for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from engine import Engine
+from engine.backends.base import LabelVerdict, RenderedPrompt
+from engine.categories import CATEGORIES, Category, VerdictStatus
+from engine.decide.engine import DecisionRequest
+from engine.decide.head import ProbeHead
+from engine.policy.loader import LoadedPolicy
+from engine.policy.model import Thresholds
+from eval.dataset import LabelledCase
+from eval.predictions import Prediction
+from eval.thresholds import Operating, engine_with, fit_thresholds
+
+SAFETY = Category.SAFETY_COMPLIANCE
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+FOLDS = 5
+MIN_SAFETY_RECALL = 0.99
+Array = npt.NDArray[np.float64]
+
+
+def without_head(loaded: LoadedPolicy) -> LoadedPolicy:
+    """The policy as it decides without its head (label probabilities, calibration, thresholds)."""
+    if loaded.policy.head is None:
+        return loaded
+    return replace(loaded, policy=loaded.policy.model_copy(update={"head": None}))
+
+
+# ----- hidden states, cached ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Collected:
+    case: LabelledCase
+    hidden: npt.NDArray[np.float32] | None
+    row: Prediction  # the decision today's path makes (label probabilities), for comparison
+
+
+def cache_key(model_digest: str, prompt: RenderedPrompt) -> str:
+    blob = json.dumps(
+        [model_digest, prompt.template_hash, [[m.role, m.content] for m in prompt.messages]],
+        ensure_ascii=False,
+    ).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _load(path: Path) -> LabelVerdict | None:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            probs = f["probabilities"]
+            return LabelVerdict(
+                status=VerdictStatus.OK,
+                probabilities={c: float(p) for c, p in zip(CATEGORIES, probs, strict=True)},
+                prompt_tokens=int(f["prompt_tokens"]),
+                cached_tokens=int(f["cached_tokens"]),
+                output_tokens=1,
+                method="cached",
+                hidden_state=f["hidden"].astype(np.float32),
+            )
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _save(path: Path, verdict: LabelVerdict) -> None:
+    assert verdict.hidden_state is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(
+        tmp,
+        hidden=verdict.hidden_state,
+        probabilities=np.array([verdict.probabilities[c] for c in CATEGORIES]),
+        prompt_tokens=verdict.prompt_tokens,
+        cached_tokens=verdict.cached_tokens,
+    )
+    tmp.replace(path)
+
+
+async def collect(
+    engine: Engine,
+    cases: Sequence[LabelledCase],
+    cache_dir: Path,
+    *,
+    deadline_s: float,
+    on_step: Any = None,
+) -> tuple[list[Collected], int]:
+    """Every case's hidden state (cached or one model call) and today's decision for it."""
+    out: list[Collected] = []
+    hits = 0
+    digest = engine.backend.model_digest
+    for case in cases:
+        request = DecisionRequest(case.text, case.channel, decision_id=case.case_id)
+        prepared = engine.prepare(request)
+        prompt = engine.prompts.render(prepared.redacted, case.channel)
+        path = cache_dir / f"{cache_key(digest, prompt)}.npz"
+        verdict = _load(path)
+        if verdict is None:
+            verdict = await engine.ask_model(prompt, deadline_s=deadline_s)
+            if verdict.status is VerdictStatus.OK and verdict.hidden_state is not None:
+                _save(path, verdict)
+        else:
+            hits += 1
+        record = engine.conclude(prepared, replace(verdict, hidden_state=None))
+        out.append(Collected(case, verdict.hidden_state, Prediction.from_record(case, record)))
+        if on_step is not None:
+            on_step(case.case_id)
+    return out, hits
+
+
+# ----- fitting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Standardised:
+    mean: Array
+    scale: Array
+
+
+def standardiser(x: Array) -> Standardised:
+    return Standardised(x.mean(axis=0), x.std(axis=0) + 1e-6)
+
+
+def fit_lr(x: Array, y: npt.NDArray[np.int_], c: float) -> tuple[Array, Array, Standardised]:
+    """Multinomial logistic regression on standardised features: weights, bias, standardiser."""
+    from sklearn.linear_model import LogisticRegression
+
+    st = standardiser(x)
+    model = LogisticRegression(C=c, max_iter=5000)
+    model.fit((x - st.mean) / st.scale, y)
+    if len(model.classes_) != len(CATEGORIES):
+        raise ValueError("every category needs labelled examples in each fitting fold")
+    weights: Array = np.asarray(model.coef_, dtype=np.float64)
+    bias: Array = np.asarray(model.intercept_, dtype=np.float64)
+    return weights, bias, st
+
+
+def logits_of(weights: Array, bias: Array, st: Standardised, x: Array) -> Array:
+    out: Array = ((x - st.mean) / st.scale) @ weights.T + bias
+    return out
+
+
+def softmax(z: Array) -> Array:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    out: Array = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def nll(z: Array, y: npt.NDArray[np.int_], temperature: float = 1.0) -> float:
+    p = softmax(z / temperature)
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+def fit_temperature(z: Array, y: npt.NDArray[np.int_]) -> float:
+    grid = np.exp(np.linspace(math.log(0.2), math.log(10.0), 200))
+    return float(min(grid, key=lambda t: nll(z, y, float(t))))
+
+
+def loso_logits(x: Array, y: npt.NDArray[np.int_], groups: Sequence[str], c: float) -> Array:
+    """Out-of-fold logits: each source family predicted by a head fitted without it."""
+    z = np.zeros((len(y), len(CATEGORIES)))
+    g = np.asarray(groups)
+    for family in sorted(set(groups)):
+        test = g == family
+        weights, bias, st = fit_lr(x[~test], y[~test], c)
+        z[test] = logits_of(weights, bias, st, x[test])
+    return z
+
+
+def kfold_logits(x: Array, y: npt.NDArray[np.int_], c: float, folds: int = FOLDS) -> Array:
+    """Out-of-fold logits over ``folds`` label-stratified folds (seeded: reproducible)."""
+    rng = np.random.default_rng(11)
+    fold = np.zeros(len(y), dtype=int)
+    for k in range(len(CATEGORIES)):
+        idx = rng.permutation(np.flatnonzero(y == k))
+        fold[idx] = np.arange(len(idx)) % folds
+    z = np.zeros((len(y), len(CATEGORIES)))
+    for f in range(folds):
+        test = fold == f
+        weights, bias, st = fit_lr(x[~test], y[~test], c)
+        z[test] = logits_of(weights, bias, st, x[test])
+    return z
+
+
+# ----- reporting ------------------------------------------------------------------------------
+
+
+def _rates(y: Sequence[Category], pred: Sequence[Category]) -> dict[str, Any]:
+    n = len(y)
+    safety = [p for t, p in zip(y, pred, strict=True) if t is SAFETY]
+    other = [p for t, p in zip(y, pred, strict=True) if t is not SAFETY]
+    return {
+        "n": n,
+        "accuracy": round(sum(t is p for t, p in zip(y, pred, strict=True)) / n, 3) if n else None,
+        "safety_recall": round(sum(p is SAFETY for p in safety) / len(safety), 3)
+        if safety
+        else None,
+        "false_escalation": round(sum(p is SAFETY for p in other) / len(other), 3)
+        if other
+        else None,
+    }
+
+
+def loso_table(collected: Sequence[Collected], oof: Array) -> list[dict[str, Any]]:
+    """Per source family and overall: the head left out of fitting vs the label probabilities."""
+    families = [c.case.family for c in collected]
+    truth = [c.case.label for c in collected]
+    head = [CATEGORIES[int(i)] for i in oof.argmax(axis=1)]
+    label = [c.row.model_label or Category.SERVICE_ACTION for c in collected]
+    table: list[dict[str, Any]] = []
+    for family in [*sorted(set(families)), "all"]:
+        idx = [i for i, f in enumerate(families) if family in ("all", f)]
+        t = [truth[i] for i in idx]
+        table.append(
+            {
+                "source": family,
+                "head": _rates(t, [head[i] for i in idx]),
+                "label_probabilities": _rates(t, [label[i] for i in idx]),
+            }
+        )
+    return table
+
+
+def oof_rows(collected: Sequence[Collected], probs: Array) -> list[Prediction]:
+    """Today's recorded rows with the head's out-of-fold probabilities as the model's."""
+    rows: list[Prediction] = []
+    for c, p in zip(collected, probs, strict=True):
+        top = CATEGORIES[int(p.argmax())]
+        rows.append(
+            replace(
+                c.row,
+                model_status=VerdictStatus.OK,
+                model_label=top,
+                p_informational=float(p[0]),
+                p_service_action=float(p[1]),
+                p_safety_compliance=float(p[2]),
+            )
+        )
+    return rows
+
+
+def head_thresholds(
+    engine: Engine, rows: Sequence[Prediction], max_escalation: float
+) -> tuple[Operating, list[Operating]]:
+    """Cheapest thresholds (the policy's cost matrix) with safety recall >= 0.99 on ``rows``.
+
+    ``engine`` must be the policy without head and calibration: the rows' probabilities are the
+    head's, already tempered.
+    """
+    fit = fit_thresholds(engine, rows, max_escalation=max_escalation)
+    feasible = [
+        o
+        for o in (fit.best, *fit.curve)
+        if o.safety_recall is not None and o.safety_recall >= MIN_SAFETY_RECALL
+    ]
+    if not feasible:
+        best = max(fit.curve, key=lambda o: (o.safety_recall or 0.0, -o.cost))
+    else:
+        best = min(feasible, key=lambda o: o.cost)
+    return best, fit.curve
+
+
+def plain_engine(engine: Engine) -> Engine:
+    """``engine``'s policy without head and calibration (rows carry final probabilities)."""
+    policy = engine.policy.model_copy(update={"head": None, "calibration": None})
+    loaded = replace(engine.loaded, policy=policy)
+    return engine_with(
+        Engine(loaded, engine.backend, rules=engine.rules, pricing=engine.pricing),
+        policy.thresholds,
+    )
+
+
+def build_head(
+    x: Array,
+    y: npt.NDArray[np.int_],
+    c: float,
+    temperature: float,
+    *,
+    engine: Engine,
+    data: Path,
+    data_sha256: str,
+    report: dict[str, Any],
+) -> ProbeHead:
+    weights, bias, st = fit_lr(x, y, c)
+    return ProbeHead(
+        classes=CATEGORIES,
+        weights=weights,
+        bias=bias,
+        mean=st.mean,
+        scale=st.scale,
+        temperature=round(temperature, 4),
+        model=engine.backend.model_id,
+        model_digest=engine.backend.model_digest,
+        template_hash=engine.prompts.template_hash,
+        prefix_hash=engine.prompts.prefix_hash,
+        fitted_on=str(data),
+        data_sha256=data_sha256,
+        policy_revision=engine.loaded.revision,
+        n=len(y),
+        fitted_at=datetime.now(timezone.utc).date().isoformat(),
+        report=report,
+    )
+
+
+def thresholds_dict(t: Thresholds) -> dict[str, float]:
+    return {k: round(float(v), 2) for k, v in t.model_dump().items()}

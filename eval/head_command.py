@@ -1,0 +1,210 @@
+"""``eval fit-head``: collect hidden states, fit and choose the head, write the file and report."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from engine.backends.base import HiddenStateBackend
+from engine.backends.registry import BackendSettings, build_backend
+from engine.categories import CATEGORIES
+from engine.errors import EvalDataError
+from eval.dataset import read_cases
+from eval.fit_head import (
+    C_GRID,
+    MIN_SAFETY_RECALL,
+    build_head,
+    collect,
+    fit_temperature,
+    head_thresholds,
+    kfold_logits,
+    loso_logits,
+    loso_table,
+    nll,
+    oof_rows,
+    plain_engine,
+    softmax,
+    thresholds_dict,
+    without_head,
+)
+from eval.metrics import ece
+from eval.runner import Progress, RunSettings, build_engine, load_policy_by_id
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _report_md(report: dict[str, Any], out: Path, command: str) -> str:
+    lines = [
+        f"# Probe head: {out}",
+        "",
+        f"`{command}`",
+        "",
+        f"n = {report['n']}, C = {report['c']} (lowest LOSO NLL {report['loso_nll']:.4f}; "
+        f"LOSO ECE {report['loso_ece']:.4f} at T {report['loso_temperature']}), hidden states "
+        f"from cache {report['cache_hits']} of {report['n']}.",
+        "",
+        f"Temperature {report['temperature']} and thresholds fitted on {report['fit_on']} "
+        f"out-of-fold predictions (accuracy {report['fit_accuracy']:.3f}, ECE "
+        f"{report['fit_ece']:.4f}).",
+        "",
+        "## Leave one source out (head fitted without the source) vs the label probabilities",
+        "",
+        "| source | n | accuracy head / labels | safety recall head / labels "
+        "| false esc. head / labels |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["loso"]:
+        h, lab = r["head"], r["label_probabilities"]
+        lines.append(
+            f"| {r['source']} | {h['n']} | {_fmt(h['accuracy'])} / {_fmt(lab['accuracy'])} "
+            f"| {_fmt(h['safety_recall'])} / {_fmt(lab['safety_recall'])} "
+            f"| {_fmt(h['false_escalation'])} / {_fmt(lab['false_escalation'])} |"
+        )
+    op = report["operating"]
+    lines += [
+        "",
+        f"## Thresholds (cost matrix, safety recall >= {MIN_SAFETY_RECALL} on the "
+        f"{report['fit_on']} out-of-fold predictions, rules on)",
+        "",
+        f"`{json.dumps(report['thresholds'])}`: safety recall {_fmt(op['safety_recall'])}, "
+        f"false escalation {_fmt(op['false_escalation_rate'])}, review {_fmt(op['review_rate'])}, "
+        f"accuracy {_fmt(op['accuracy'])}, cost {op['cost']:.1f}.",
+        "",
+        "| escalation | safety | info | service | cost | safety recall | false esc. | review |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for o in report["curve"]:
+        t = o["thresholds"]
+        lines.append(
+            f"| {t['safety_escalation']} | {t['safety_compliance']} | {t['informational']} "
+            f"| {t['service_action']} | {o['cost']:.1f} | {_fmt(o['safety_recall'])} "
+            f"| {_fmt(o['false_escalation_rate'])} | {_fmt(o['review_rate'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _operating(o: Any) -> dict[str, Any]:
+    return {
+        "thresholds": thresholds_dict(o.thresholds),
+        "cost": round(o.cost, 1),
+        "safety_recall": o.safety_recall,
+        "false_escalation_rate": o.false_escalation_rate,
+        "review_rate": o.review_rate,
+        "accuracy": o.accuracy,
+    }
+
+
+async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
+    if not args.data:
+        raise EvalDataError("fit-head needs --data FILE.csv (labelled; never the holdout)")
+    out = Path(args.out)
+    if out.suffix != ".json":
+        raise EvalDataError("fit-head writes a head file: give --out policies/<id>/head.json")
+    data = Path(args.data)
+    cases = read_cases(data, limit=args.limit)
+    loaded = without_head(
+        load_policy_by_id(settings.policies, settings.prompts, settings.policy_id)
+    )
+    backend = build_backend(BackendSettings(name=settings.backend))
+    try:
+        if not isinstance(backend, HiddenStateBackend):
+            raise EvalDataError(
+                f"the {backend.name} backend returns no hidden state; use --backend embedded"
+            )
+        engine = build_engine(loaded, backend, settings)
+        print(f"warming up {backend.name} ({backend.model_id})...", file=sys.stderr)
+        await engine.warm_up()
+        bar = Progress(len(cases), label="fit-head")
+        collected, hits = await collect(
+            engine,
+            cases,
+            Path(args.cache_dir),
+            deadline_s=args.deadline_s or 60.0,
+            on_step=bar.step,
+        )
+    finally:
+        await backend.aclose()
+    usable = [c for c in collected if c.hidden is not None]
+    if len(usable) < len(collected):
+        print(f"{len(collected) - len(usable)} message(s) got no hidden state", file=sys.stderr)
+    x = np.stack([np.asarray(c.hidden, dtype=np.float64) for c in usable])
+    y = np.array([CATEGORIES.index(c.case.label) for c in usable])
+    groups = [c.case.family for c in usable]
+
+    # Regularisation and temperature chosen on leave-one-source-out predictions only.
+    scored = []
+    for c in C_GRID:
+        z = loso_logits(x, y, groups, c)
+        t = fit_temperature(z, y)
+        scored.append((nll(z, y, t), c, t, z))
+    best_nll, c_best, loso_t, z = min(scored, key=lambda s: s[0])
+    probs = softmax(z / loso_t)
+    loso_ece = ece(list(probs.max(axis=1)), list(probs.argmax(axis=1) == y)) or 0.0
+    # Temperature and thresholds: on out-of-fold predictions of label-stratified folds (every
+    # source in training, as the shipped head has it), or on the LOSO ones (--fit-on loso).
+    if args.fit_on == "loso":
+        fit_z, temperature = z, loso_t
+    else:
+        fit_z = kfold_logits(x, y, c_best)
+        temperature = fit_temperature(fit_z, y)
+    fit_probs = softmax(fit_z / temperature)
+    fit_ece = ece(list(fit_probs.max(axis=1)), list(fit_probs.argmax(axis=1) == y)) or 0.0
+    operating, curve = head_thresholds(
+        plain_engine(engine), oof_rows(usable, fit_probs), args.max_escalation
+    )
+    command = "switchboard " + " ".join(sys.argv[1:])
+    report: dict[str, Any] = {
+        "n": len(usable),
+        "c": c_best,
+        "c_grid_loso_nll": {str(c): round(s, 4) for s, c, _, _ in scored},
+        "temperature": round(temperature, 4),
+        "loso_nll": round(best_nll, 4),
+        "loso_ece": round(loso_ece, 4),
+        "loso_temperature": round(loso_t, 4),
+        "fit_on": args.fit_on,
+        "fit_ece": round(fit_ece, 4),
+        "fit_accuracy": round(float((fit_probs.argmax(axis=1) == y).mean()), 4),
+        "cache_hits": hits,
+        "loso": loso_table(usable, probs),
+        "thresholds": thresholds_dict(operating.thresholds),
+        "operating": _operating(operating),
+        "curve": [_operating(o) for o in curve],
+        "command": command,
+    }
+    head = build_head(
+        x,
+        y,
+        c_best,
+        temperature,
+        engine=engine,
+        data=data,
+        data_sha256="sha256:" + hashlib.sha256(data.read_bytes()).hexdigest(),
+        report={
+            k: report[k]
+            for k in ("c", "loso_nll", "loso_ece", "fit_on", "fit_ece", "loso", "thresholds")
+        },
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(head.to_json(), encoding="utf-8")
+    report_dir = Path(args.report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "report.md").write_text(_report_md(report, out, command), encoding="utf-8")
+    (report_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    fragment = {"head": {"file": out.name, "thresholds": report["thresholds"]}}
+    (report_dir / "head.patch.yaml").write_text(
+        f"# Proposed by `{command}`; add to {loaded.directory}/policy.yaml.\n"
+        + yaml.safe_dump(fragment, sort_keys=False),
+        encoding="utf-8",
+    )
+    sys.stdout.write(_report_md(report, out, command))
+    print(f"wrote {out}, {report_dir / 'report.md'} and {report_dir / 'head.patch.yaml'}")
+    return 0

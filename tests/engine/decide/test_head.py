@@ -1,0 +1,215 @@
+"""The probe head without a model: its file, its arithmetic, and how the engine and check use it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.backends.fake import FakeBackend, Scripted
+from engine.backends.model_files import QWEN25_CODER_05B
+from engine.categories import CATEGORIES, Category, Channel
+from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.head import HeadFileError, ProbeHead, head_mismatches
+from engine.decide.prompts import PromptBuilder
+from engine.decide.record import encode_record
+from engine.decide.rules import RulesCache
+from engine.errors import PolicyError
+from engine.policy.loader import load_policy
+from tests.conftest import REPO, Editor
+
+DIM = 16
+SAFETY = Category.SAFETY_COMPLIANCE
+
+
+def _head(**changes: object) -> ProbeHead:
+    rng = np.random.default_rng(7)
+    head = ProbeHead(
+        classes=CATEGORIES,
+        weights=rng.normal(size=(3, DIM)),
+        bias=np.array([0.1, -0.2, 0.0]),
+        mean=rng.normal(size=DIM),
+        scale=rng.uniform(0.5, 2.0, size=DIM),
+        temperature=1.5,
+        model=QWEN25_CODER_05B.name,
+        model_digest=QWEN25_CODER_05B.digest,
+        template_hash="sha256:t",
+        prefix_hash="sha256:p",
+        fitted_on="eval/data/dev.csv",
+        data_sha256="sha256:d",
+        policy_revision="r",
+        n=10,
+        fitted_at="2026-12-04",
+    )
+    return replace(head, **changes)  # type: ignore[arg-type]
+
+
+def test_probabilities_are_the_tempered_softmax_of_the_standardised_state() -> None:
+    head = _head()
+    h = np.random.default_rng(1).normal(size=DIM).astype(np.float32)
+    z = head.weights @ ((h - head.mean) / head.scale) + head.bias
+    expected = np.exp(z / 1.5) / np.exp(z / 1.5).sum()
+    p = head.probabilities(h)
+    assert list(p) == list(CATEGORIES)
+    assert [p[c] for c in CATEGORIES] == pytest.approx(expected.tolist(), rel=1e-9)
+
+
+def test_file_round_trip_keeps_what_it_was_fitted_for() -> None:
+    head = _head()
+    again = ProbeHead.from_json(head.to_json())
+    h = np.ones(DIM, dtype=np.float32)
+    assert again.probabilities(h) == pytest.approx(head.probabilities(h), abs=1e-6)
+    assert (again.model_digest, again.template_hash, again.prefix_hash, again.n) == (
+        head.model_digest,
+        "sha256:t",
+        "sha256:p",
+        10,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(format="other"), "not a switchboard-probe-head/1"),
+        (lambda d: d.pop("model_digest"), "malformed"),
+        (lambda d: d.update(bias=[0.0, 1.0]), "do not fit together"),
+        (
+            lambda d: d.update(classes=["informational", "informational", "safety_compliance"]),
+            "once each",
+        ),
+        (lambda d: d.update(temperature=0), "positive"),
+    ],
+)
+def test_a_broken_file_is_refused_with_a_reason(change: object, message: str) -> None:
+    doc = json.loads(_head().to_json())
+    change(doc)  # type: ignore[operator]
+    with pytest.raises(HeadFileError, match=message):
+        ProbeHead.from_json(json.dumps(doc))
+
+
+def test_mismatches_name_the_model_the_template_and_the_prefix() -> None:
+    head = _head()
+    ok = head_mismatches(
+        head,
+        model_digest=head.model_digest,
+        hidden_size=DIM,
+        template_hash="sha256:t",
+        prompt_prefix_hash="sha256:p",
+    )
+    assert ok == []
+    bad = head_mismatches(
+        head,
+        model_digest="sha256:other",
+        hidden_size=896,
+        template_hash="sha256:t",
+        prompt_prefix_hash="sha256:x",
+    )
+    assert len(bad) == 3
+    assert "fitted for model" in bad[0]
+    assert "fit-head" in bad[0]
+    assert "896" in bad[1]
+    assert "prompt prefix" in bad[2]
+
+
+def _install_head(policy_dir: Path, edit: Editor, **changes: object) -> ProbeHead:
+    """A head that matches the copied policy's prompt (unless ``changes`` say otherwise)."""
+    loaded = load_policy(policy_dir, policy_dir.parent.parent / "prompts")
+    prompts = PromptBuilder(loaded.policy, loaded.prompts_dir)
+    head = _head(template_hash=prompts.template_hash, prefix_hash=prompts.prefix_hash)
+    head = replace(head, **changes)  # type: ignore[arg-type]
+    (policy_dir / "head.json").write_text(head.to_json(), encoding="utf-8")
+    thresholds = {
+        "informational": 0.5,
+        "service_action": 0.5,
+        "safety_compliance": 0.3,
+        "safety_escalation": 0.2,
+    }
+    edit("policy.yaml", lambda d: d.update(head={"file": "head.json", "thresholds": thresholds}))
+    return head
+
+
+async def test_the_engine_decides_with_the_head_when_the_verdict_has_a_state(
+    policy_copy: Path, edit_policy: Editor
+) -> None:
+    head = _install_head(policy_copy, edit_policy)
+    loaded = load_policy(policy_copy, policy_copy.parent.parent / "prompts")
+    # The state the head reads as safety; the label probabilities say service.
+    state = (head.mean + head.scale * head.weights[2] * 3).astype(np.float32)
+    label_only = Scripted.label(Category.SERVICE_ACTION, 0.9)
+    backend = FakeBackend([replace(label_only, hidden_state=state), label_only])
+    engine = Engine.build(loaded, backend, rules_cache=RulesCache())
+    request = DecisionRequest("Where is my parcel?", Channel.CHAT)
+
+    with_state = await engine.decide(request)
+    assert with_state.llm.method == "probe_head"
+    assert with_state.llm.label is SAFETY
+    assert with_state.category is SAFETY
+    assert with_state.llm.probabilities[Category.SERVICE_ACTION] == pytest.approx(0.9)
+    assert with_state.llm.calibrated == pytest.approx(head.probabilities(state))
+    assert len(encode_record(with_state)) < 6000  # the 16 (or 896) floats are not recorded
+
+    without = await engine.decide(request)  # Ollama, a timeout: today's path
+    assert without.llm.method == "scripted"
+    assert without.llm.label is Category.SERVICE_ACTION
+    assert without.category is Category.SERVICE_ACTION
+
+
+def test_a_refitted_head_is_a_new_revision(policy_copy: Path, edit_policy: Editor) -> None:
+    _install_head(policy_copy, edit_policy)
+    prompts = policy_copy.parent.parent / "prompts"
+    before = load_policy(policy_copy, prompts).revision
+    _install_head(policy_copy, edit_policy, n=11)
+    assert load_policy(policy_copy, prompts).revision != before
+
+
+def test_build_refuses_a_head_for_another_model_at_its_line(
+    policy_copy: Path, edit_policy: Editor
+) -> None:
+    _install_head(policy_copy, edit_policy, model_digest="sha256:" + "0" * 64)
+    loaded = load_policy(policy_copy, policy_copy.parent.parent / "prompts")
+    with pytest.raises(PolicyError) as caught:
+        Engine.build(loaded, FakeBackend(), rules_cache=RulesCache())
+    (problem,) = caught.value.problems
+    assert problem.file.endswith("policy.yaml")
+    assert re.fullmatch(r"\d+ \(head\.file\)", problem.location), problem.location
+    assert "fitted for model" in problem.message
+
+
+def test_check_refuses_a_head_for_another_model(policy_copy: Path, edit_policy: Editor) -> None:
+    _install_head(policy_copy, edit_policy, model_digest="sha256:" + "0" * 64)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", "check", str(policy_copy.parent)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout
+    assert re.search(r"policy\.yaml:\d+ \(head\.file\): the head was fitted for model", done.stderr)
+    assert "switchboard eval fit-head" in done.stderr
+    assert "1 problem(s) found" in done.stderr
+
+
+def test_check_refuses_a_missing_head_file(policy_copy: Path, edit_policy: Editor) -> None:
+    _install_head(policy_copy, edit_policy)
+    shutil.move(policy_copy / "head.json", policy_copy.parent / "elsewhere.json")
+    loaded = load_policy(policy_copy, policy_copy.parent.parent / "prompts")
+    with pytest.raises(PolicyError, match=r"head\.file.*fit-head"):
+        Engine.build(loaded, FakeBackend(), rules_cache=RulesCache())
+
+
+def test_head_thresholds_are_checked_like_the_policys(
+    policy_copy: Path, edit_policy: Editor
+) -> None:
+    _install_head(policy_copy, edit_policy)
+    edit_policy("policy.yaml", lambda d: d["head"]["thresholds"].update(safety_escalation=0.9))
+    with pytest.raises(PolicyError, match=r"head\.thresholds\.safety_escalation"):
+        load_policy(policy_copy, policy_copy.parent.parent / "prompts")

@@ -1,0 +1,84 @@
+"""fit-head without the model: the hidden-state cache, the out-of-fold fits, the temperature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.backends.fake import FakeBackend, Scripted
+from engine.categories import CATEGORIES, Category, Channel
+from engine.decide.engine import Engine
+from engine.decide.rules import RulesCache
+from engine.policy.loader import load_policy
+from eval.dataset import LabelledCase
+from eval.fit_head import (
+    collect,
+    fit_temperature,
+    kfold_logits,
+    loso_logits,
+    softmax,
+)
+from tests.conftest import DEFAULT_POLICY, PROMPTS
+
+
+def _separable(n: int = 90, dim: int = 12) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    rng = np.random.default_rng(3)
+    y = np.arange(n) % 3
+    x = rng.normal(size=(n, dim))
+    x[np.arange(n), y] += 4.0  # each class lights up its own feature
+    groups = ["a", "b", "c"] * (n // 3)
+    groups = [groups[(i // 3) % 3] for i in range(n)]  # every family holds every class
+    return x, y, groups
+
+
+def test_out_of_fold_heads_predict_what_they_never_saw() -> None:
+    x, y, groups = _separable()
+    for z in (loso_logits(x, y, groups, 1.0), kfold_logits(x, y, 1.0)):
+        assert z.shape == (len(y), 3)
+        assert (z.argmax(axis=1) == y).mean() > 0.9
+
+
+def test_a_source_style_the_other_sources_lack_is_not_learnt_from_itself() -> None:
+    """Family 'c' carries its label in a feature the others never use: LOSO cannot see it."""
+    x, y, groups = _separable()
+    x[:, :3] = np.random.default_rng(5).normal(size=(len(y), 3))  # no shared signal left
+    c = np.array(groups) == "c"
+    x[c, 3 + y[c]] += 6.0  # a style only family c has
+    z = loso_logits(x, y, groups, 1.0)
+    assert (z[c].argmax(axis=1) == y[c]).mean() < 0.6
+
+
+def test_fit_temperature_recovers_a_known_temperature() -> None:
+    rng = np.random.default_rng(9)
+    true = rng.normal(size=(3000, 3)) * 3
+    p = softmax(true)
+    y = np.array([rng.choice(3, p=row) for row in p])
+    assert fit_temperature(true * 2.0, y) == pytest.approx(2.0, rel=0.1)
+
+
+async def test_collect_caches_hidden_states_and_reuses_them(tmp_path: Path) -> None:
+    loaded = load_policy(DEFAULT_POLICY, PROMPTS)
+    state = np.arange(8, dtype=np.float32)
+    answer = Scripted(dict(zip(CATEGORIES, (0.2, 0.7, 0.1), strict=True)), hidden_state=state)
+    backend = FakeBackend(default=answer)
+    engine = Engine.build(loaded, backend, rules_cache=RulesCache())
+    cases = [
+        LabelledCase("a", "Where is my parcel?", Category.SERVICE_ACTION, "own/x", Channel.CHAT),
+        LabelledCase(
+            "b", "I fainted after the dose.", Category.SAFETY_COMPLIANCE, "v", Channel.CHAT
+        ),
+    ]
+    first, hits = await collect(engine, cases, tmp_path, deadline_s=5)
+    assert hits == 0
+    assert len(backend.calls) == 2
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    again, hits = await collect(engine, cases, tmp_path, deadline_s=5)
+    assert hits == 2
+    assert len(backend.calls) == 2  # no model call on a rerun
+    for before, after in zip(first, again, strict=True):
+        assert after.hidden is not None
+        assert np.array_equal(after.hidden, state)
+        assert after.row.model_label is before.row.model_label is Category.SERVICE_ACTION
+        assert after.row.p_service_action == pytest.approx(0.7)
