@@ -1,6 +1,6 @@
 """Reload every Switchboard replica after a policy change, and check that each one took it.
 
-Runs as a Job (deploy/reload-job.yaml) with the service's image and the same policy ConfigMaps
+Runs as a Job (deploy/base/reload-job.yaml) with the service's image and the same policy ConfigMaps
 mounted as the Deployment. A new pod mounts the ConfigMaps as they are now, so the Job's own
 copy is the new policy: it computes the revisions every replica must end up serving, then POSTs
 ``/admin/reload`` to each replica (every address behind the headless Service) until that replica

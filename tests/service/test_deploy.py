@@ -26,6 +26,7 @@ from tests.conftest import REPO
 from tests.service.conftest import TOKEN, ServeFactory
 
 DEPLOY = REPO / "deploy"
+BASE = DEPLOY / "base"  # the manifests; overlays (deploy/vllm/) beside it
 
 
 def _script(name: str) -> Any:
@@ -43,7 +44,7 @@ render_configmaps = _script("render_configmaps")
 
 def _docs() -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for path in sorted(DEPLOY.glob("*.yaml")):
+    for path in sorted(BASE.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text("utf-8")):
             if doc is not None:
                 out.append((path.name, doc))
@@ -54,7 +55,7 @@ def _kind(kind: str, name: str) -> dict[str, Any]:
     for _, doc in _docs():
         if doc["kind"] == kind and doc["metadata"]["name"] == name:
             return doc
-    raise AssertionError(f"no {kind} {name} in deploy/")
+    raise AssertionError(f"no {kind} {name} in deploy/base/")
 
 
 def _pod(kind: str, name: str) -> dict[str, Any]:
@@ -67,8 +68,8 @@ def _pod(kind: str, name: str) -> dict[str, Any]:
 
 
 def test_every_manifest_is_namespaced_and_listed_in_the_kustomization() -> None:
-    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text("utf-8"))
-    files = {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml"}
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text("utf-8"))
+    files = {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kustomization["resources"]) == files
     for name, doc in _docs():
         if doc["kind"] in ("Kustomization", "Namespace"):
@@ -184,7 +185,7 @@ def test_the_reload_job_fails_on_an_invalid_policy_and_nothing_changes(
 
 @pytest.mark.parametrize("name", ["deployment.yaml", "ollama.yaml"])
 def test_containers_declare_resources_and_probes(name: str) -> None:
-    for doc in yaml.safe_load_all((DEPLOY / name).read_text("utf-8")):
+    for doc in yaml.safe_load_all((BASE / name).read_text("utf-8")):
         if doc["kind"] != "Deployment":
             continue
         for container in doc["spec"]["template"]["spec"]["containers"]:
@@ -196,7 +197,7 @@ def test_containers_declare_resources_and_probes(name: str) -> None:
 
 def _vllm_docs() -> list[dict[str, Any]]:
     out = []
-    for path in sorted((REPO / "deploy-vllm").glob("*.yaml")):
+    for path in sorted((DEPLOY / "vllm").glob("*.yaml")):
         out += [d for d in yaml.safe_load_all(path.read_text("utf-8")) if d is not None]
     return out
 
@@ -235,7 +236,7 @@ def test_the_vllm_pool_overlay_points_the_service_at_a_prefix_cached_gpu_pool() 
 )
 def test_the_vllm_overlay_builds_without_the_ollama_pool() -> None:
     built = subprocess.run(
-        ["kubectl", "kustomize", str(REPO / "deploy-vllm")],
+        ["kubectl", "kustomize", str(DEPLOY / "vllm")],
         capture_output=True,
         text=True,
         timeout=120,
