@@ -19,6 +19,11 @@ from engine import Integrations, LoggingIntegrations
 from engine.backends.base import LLMBackend
 from engine.backends.registry import build_backend
 from engine.pii.base import Redactor
+from service.access.control import AccessControl
+from service.access.keys import KeyStore
+from service.access.oidc import OidcConfig, OidcVerifier
+from service.access.residency import Residency
+from service.access.tenants import load_tenants
 from service.admission import Admission, CircuitBreaker, ModelGuard, OverloadShedding
 from service.audit import AuditStore, open_store
 from service.loop_lag import LoopLagMonitor
@@ -52,6 +57,36 @@ async def _probe(state: AppState) -> bool:
         return False
 
 
+def _access_control(settings: Settings, store: AuditStore | None) -> AccessControl:
+    """Tenants, keys, OIDC and one audit store per region served (``store`` replaces the home
+    region's, for tests)."""
+    stores: dict[str, AuditStore] = {}
+    for region, url in settings.regional_stores().items():
+        stores[region] = (
+            store if store is not None and region == settings.region else open_store(url)
+        )
+    oidc = None
+    if settings.oidc_issuer and settings.oidc_jwks:
+        oidc = OidcVerifier(
+            OidcConfig(
+                settings.oidc_issuer,
+                settings.oidc_audience,
+                settings.oidc_jwks,
+                settings.oidc_tenant_claim,
+                settings.oidc_role_claim,
+            )
+        )
+    return AccessControl(
+        load_tenants(settings.tenants_dir()),
+        settings.tenants_dir(),
+        KeyStore(settings.keys_url()),
+        Residency(stores),
+        admin_token=settings.admin_token,
+        oidc=oidc,
+        auth_off=settings.auth == "off",
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -81,8 +116,9 @@ def create_app(
             saturated=(lambda: lag.lag_ms > limit_ms) if limit_ms > 0 else (lambda: False),
             shed=metrics.shed,
         )
-        audit = (
-            store if store is not None else await asyncio.to_thread(open_store, settings.audit_db)
+        access = await asyncio.to_thread(_access_control, settings, store)
+        audit = access.residency.stores.get(settings.region) or next(
+            iter(access.residency.stores.values())
         )
         holder = EngineHolder(
             settings,
@@ -90,8 +126,9 @@ def create_app(
             integrations=integrations or LoggingIntegrations(),
             redactor_factory=redactor_factory,
         )
-        state = AppState(settings, holder, guard, admission, audit, metrics)
+        state = AppState(settings, holder, guard, admission, audit, metrics, access)
         await holder.reload()  # a broken policy at start-up stops the process: nothing to serve
+        access.reload_tenants(list(holder.active.engines) if holder.active else [])
         state.backend_ready = await _probe(state)
         app.state.switchboard = state
         prober = asyncio.create_task(_probe_loop(state))
@@ -113,7 +150,7 @@ def create_app(
             prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
-            await audit.close()
+            await access.close()
             await guard.aclose()
 
     app = FastAPI(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.access.guard import public
 from service.problems import ProblemError, documented
 from service.state import app_state
 
-router = APIRouter(tags=["probes"])
+router = APIRouter(tags=["probes"], dependencies=[public()])
 
 
 @router.get(

@@ -7,13 +7,15 @@ import io
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from service.api import ReviewRequest
-from service.audit import ReviewOutcome, now_iso
+from service.access.control import Caller
+from service.access.guard import requires
+from service.access.principal import Permission
+from service.audit import AccessRecord, ReviewOutcome, now_iso
 from service.problems import ProblemError, documented
-from service.state import app_state
 
 router = APIRouter(tags=["audit and review"])
 _PENDING = {
@@ -43,47 +45,91 @@ _RECORD = {
 }
 
 
+_ACCESS = {
+    401: "No, unknown or revoked credential",
+    403: "The credential's role may not do this",
+    421: "The tenant's data lives in another region",
+}
+
+
+async def _audit_access(caller: Caller, action: str, ids: list[str]) -> None:
+    """Record who read which decisions, durably, in the tenant's own region."""
+    tenant, store = caller.scoped()
+    await store.record_access(
+        AccessRecord(
+            now_iso(),
+            caller.principal.subject,
+            tenant.id,
+            caller.principal.role,
+            action,
+            tuple(ids),
+        )
+    )
+
+
+async def _visible(caller: Caller, decision_id: str) -> dict[str, Any]:
+    """The caller's tenant's record, if its queue is the caller's too; 404 exactly as missing."""
+    tenant, store = caller.scoped()
+    record = await store.get(decision_id, tenant=tenant.id)
+    queue = ((record or {}).get("workflow") or {}).get("queue")
+    if record is None or not caller.principal.sees_queue(queue):
+        raise ProblemError(404, "No such decision", decision_id)
+    return record
+
+
 @router.get(
     "/decisions/{decision_id}",
     summary="The stored (redacted) decision record",
-    responses=documented({404: "No such decision"}, example=_RECORD),
+    responses=documented({**_ACCESS, 404: "No such decision"}, example=_RECORD),
 )
-async def get_decision(decision_id: str, request: Request) -> dict[str, Any]:
-    store = app_state(request).store
-    record = await store.get(decision_id)
-    if record is None:
-        raise ProblemError(404, "No such decision", decision_id)
+async def get_decision(
+    decision_id: str, caller: Caller = requires(Permission.READ_DECISIONS)
+) -> dict[str, Any]:
+    tenant, store = caller.scoped()
+    record = await _visible(caller, decision_id)
     reviews = await store.reviews_for(decision_id)
-    return {"record": record, "reviews": [asdict(r) for r in reviews]}
+    await _audit_access(caller, "read_decision", [decision_id])
+    return {
+        "record": record,
+        "tenant": tenant.id,
+        "region": tenant.region,
+        "reviews": [asdict(r) for r in reviews],
+    }
 
 
 @router.get(
     "/reviews",
-    summary="Decisions awaiting human review, oldest first",
-    responses=documented({}, example={"pending": [_PENDING]}),
+    summary="Decisions awaiting human review in the caller's queues, oldest first",
+    responses=documented(_ACCESS, example={"pending": [_PENDING]}),
 )
 async def pending(
-    request: Request, limit: int = Query(default=100, ge=1, le=1000)
+    limit: int = Query(default=100, ge=1, le=1000),
+    caller: Caller = requires(Permission.LIST_REVIEWS),
 ) -> dict[str, Any]:
-    items = await app_state(request).store.pending_reviews(limit)
+    tenant, store = caller.scoped()
+    items = await store.pending_reviews(
+        limit, tenant=tenant.id, queues=caller.principal.review_queues()
+    )
+    await _audit_access(caller, "list_reviews", [i.decision_id for i in items])
     return {"pending": [asdict(i) for i in items]}
 
 
 @router.post(
     "/reviews/{decision_id}",
     status_code=201,
-    summary="Record a reviewer's outcome",
-    responses=documented({404: "No such decision"}, example=_REVIEW, status=201),
+    summary="Record a reviewer's outcome; the reviewer is the credential's subject",
+    responses=documented({**_ACCESS, 404: "No such decision"}, example=_REVIEW, status=201),
 )
-async def review(decision_id: str, body: ReviewRequest, request: Request) -> dict[str, Any]:
-    store = app_state(request).store
-    if await store.get(decision_id) is None:
-        raise ProblemError(404, "No such decision", decision_id)
+async def review(
+    decision_id: str, body: ReviewRequest, caller: Caller = requires(Permission.RESOLVE_REVIEWS)
+) -> dict[str, Any]:
+    _, store = caller.scoped()
+    await _visible(caller, decision_id)
     outcome = ReviewOutcome(
         decision_id=decision_id,
         category=body.category.value,
         note=body.note,
-        reviewer=body.reviewer,
+        reviewer=caller.principal.subject,
         created_at=now_iso(),
     )
     await store.add_review(outcome)
@@ -92,9 +138,10 @@ async def review(decision_id: str, body: ReviewRequest, request: Request) -> dic
 
 @router.get(
     "/reviews/export",
-    summary="Reviewed decisions as labelled CSV (text,label) for evaluation",
+    summary="The tenant's reviewed decisions as labelled CSV (text,label) for evaluation",
     response_class=PlainTextResponse,
     responses={
+        **documented(_ACCESS),
         200: {
             "content": {
                 "text/plain": {
@@ -103,11 +150,16 @@ async def review(decision_id: str, body: ReviewRequest, request: Request) -> dic
                     "safety_compliance,review\n"
                 }
             }
-        }
+        },
     },
 )
-async def export(request: Request, limit: int = Query(default=10_000, ge=1, le=100_000)) -> str:
-    rows = await app_state(request).store.labelled(limit)
+async def export(
+    limit: int = Query(default=10_000, ge=1, le=100_000),
+    caller: Caller = requires(Permission.EXPORT),
+) -> str:
+    tenant, store = caller.scoped()
+    rows = await store.labelled(limit, tenant=tenant.id)
+    await _audit_access(caller, "export", [decision_id for decision_id, _, _ in rows])
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["id", "text", "label", "source"])

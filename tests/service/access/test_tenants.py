@@ -1,0 +1,47 @@
+"""Tenant files: every problem located, checked by `switchboard check`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.access.tenants import TenantConfigError, load_tenants
+from tests.conftest import REPO
+from tests.service.access.conftest import write_tenant
+
+
+def test_the_repository_has_a_dev_tenant() -> None:
+    dev = load_tenants(REPO / "tenants", ["contact-center"]).get("dev")
+    assert dev is not None and dev.allows("contact-center")
+
+
+def test_every_problem_is_reported_with_its_file_and_field(tmp_path: Path) -> None:
+    write_tenant(tmp_path, "acme", rate_per_s=0, policies=["nope"])
+    write_tenant(tmp_path, "beta", id="gamma", model_share=2)
+    (tmp_path / "broken.yaml").write_text("id: [unclosed", encoding="utf-8")
+    with pytest.raises(TenantConfigError) as caught:
+        load_tenants(tmp_path, ["contact-center"])
+    found = [str(p) for p in caught.value.problems]
+    assert any("acme.yaml:rate_per_s" in p for p in found)
+    assert any("acme.yaml:policies.0: unknown policy 'nope'" in p for p in found)
+    assert any("beta.yaml:model_share" in p for p in found)
+    assert any("broken.yaml: cannot be read as YAML" in p for p in found)
+
+
+def test_switchboard_check_validates_the_tenants(tmp_path: Path) -> None:
+    write_tenant(tmp_path, "acme", default_policy="missing")
+    env = {**os.environ, "SWITCHBOARD_TENANTS": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", "check", str(REPO / "policies")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "acme.yaml:default_policy" in done.stderr
