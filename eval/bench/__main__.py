@@ -1,6 +1,7 @@
 """``python -m eval.bench [WHICH ...] [--long]``: the benchmarks, short by default.
 
-WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, or all (default).
+WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, fairness, or all
+(default).
 
 Spike options: ``--max-loop-lag-ms N`` and ``--busy-cores K`` (see ``eval/bench/spike.py``).
 """
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import audit_store
 
         audit_store.run(count=20_000 if args.long else 5_000)
+    if everything or "fairness" in which:
+        from eval.bench import fairness
+
+        fairness.run(seconds=30 if args.long else 10)
     return 0
 
 
