@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     region: str = Field(default="local", description="The region this replica serves.")
     tenants: Path | None = Field(default=None, description="Tenant files; default ../tenants.")
     keys_db: str | None = Field(
-        default=None, description="API key store (SQLite path or postgresql://); default beside "
+        default=None,
+        description="API key store (SQLite path or postgresql://); default beside "
         "a SQLite audit store, or the PostgreSQL audit database.",
     )
     auth: Literal["on", "off"] = Field(

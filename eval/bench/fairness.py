@@ -66,7 +66,10 @@ async def _load(url: str, plan: list[tuple[str, float]], seconds: float) -> list
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
         results: list[list[Any]] = [[] for _ in plan]
         await asyncio.gather(
-            *(_send(client, key, rate, seconds, out) for (key, rate), out in zip(plan, results, strict=True))
+            *(
+                _send(client, key, rate, seconds, out)
+                for (key, rate), out in zip(plan, results, strict=True)
+            )
         )
     return results
 
@@ -121,8 +124,15 @@ def run(*, seconds: float = 10) -> dict[str, Any]:
     for name in ("b_alone", "a_flooding", "b_during_flood"):
         r = results[name]
         rows.append(
-            [name, r["sent"], r["answered"], r["refused_429"], r["other"] or "-",
-             r["latency_ms"]["p50"], r["latency_ms"]["p99"]]
+            [
+                name,
+                r["sent"],
+                r["answered"],
+                r["refused_429"],
+                r["other"] or "-",
+                r["latency_ms"]["p50"],
+                r["latency_ms"]["p99"],
+            ]
         )
     emit("fairness", results, rows)
     return results

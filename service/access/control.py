@@ -41,7 +41,9 @@ class Caller:
     store: AuditStore | None = None
 
     def scoped(self) -> tuple[Tenant, AuditStore]:
-        assert self.tenant is not None and self.store is not None  # tenant-bound permissions
+        # Only tenant-bound permissions reach a route that calls this.
+        assert self.tenant is not None
+        assert self.store is not None
         return self.tenant, self.store
 
 
@@ -82,7 +84,10 @@ class AccessControl:
             return Principal("dev", DEV_TENANT, frozenset(Role), "auth-off")
         if not authorization:
             raise ProblemError(
-                401, "Unauthorized", "Send Authorization: Bearer <key or token>.", headers=_CHALLENGE
+                401,
+                "Unauthorized",
+                "Send Authorization: Bearer <key or token>.",
+                headers=_CHALLENGE,
             )
         scheme, _, credential = authorization.partition(" ")
         credential = credential.strip()
@@ -108,7 +113,9 @@ class AccessControl:
             try:
                 return self.oidc.verify(credential)
             except TokenRefusedError as exc:
-                log.info("token refused", extra={"fields": {"event": "token_refused", "why": str(exc)}})
+                log.info(
+                    "token refused", extra={"fields": {"event": "token_refused", "why": str(exc)}}
+                )
         return None
 
     def _count(self, what: str) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
 
 from service.access.control import Caller
 from service.access.principal import Permission
@@ -28,6 +29,18 @@ def requires(permission: Permission) -> Any:
 
 def public() -> Any:
     return requires(Permission.PUBLIC)
+
+
+def api_routes(app: FastAPI) -> list[Any]:
+    """Every API route with its effective path, methods and dependencies (router prefixes and
+    router-level dependencies applied), whether FastAPI flattened included routers or not."""
+    out: list[Any] = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            out.append(route)
+        elif hasattr(route, "effective_route_contexts"):  # FastAPI's lazily included routers
+            out.extend(c for c in route.effective_route_contexts() if getattr(c, "dependant", None))
+    return out
 
 
 def declared_permission(route: Any) -> Permission | None:

@@ -121,9 +121,7 @@ def _references(path: Path, tenant: Tenant, known: set[str] | None) -> list[Poli
         return out
     for i, policy in enumerate(tenant.policies):
         if policy != ANY_POLICY and policy not in known:
-            out.append(
-                PolicyProblem(str(path), f"policies.{i}", f"unknown policy {policy!r}")
-            )
+            out.append(PolicyProblem(str(path), f"policies.{i}", f"unknown policy {policy!r}"))
     if tenant.default_policy is not None and tenant.default_policy not in known:
         out.append(PolicyProblem(str(path), "default_policy", "unknown policy"))
     return out

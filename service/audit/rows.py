@@ -156,16 +156,15 @@ class SqlAuditStore:
     async def get(self, decision_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
         where = "" if tenant is None else _TENANT.format(p=self._placeholder)
         args = (decision_id,) if tenant is None else (decision_id, tenant)
-        rows = await asyncio.to_thread(
-            self._read, _GET.format(p=self._placeholder, t=where), args
-        )
+        rows = await asyncio.to_thread(self._read, _GET.format(p=self._placeholder, t=where), args)
         return _record(rows[0][0]) if rows else None
 
     async def reviews_for(self, decision_id: str) -> list[ReviewOutcome]:
         statement = _REVIEWS_FOR.format(p=self._placeholder)
-        return [ReviewOutcome(*row) for row in await asyncio.to_thread(
-            self._read, statement, (decision_id,)
-        )]
+        return [
+            ReviewOutcome(*row)
+            for row in await asyncio.to_thread(self._read, statement, (decision_id,))
+        ]
 
     async def pending_reviews(
         self,
@@ -180,15 +179,19 @@ class SqlAuditStore:
             where, args = _TENANT.format(p=p), [tenant]
         only = ""
         if queues is not None:
-            only = f" AND d.review_queue IN ({', '.join([p] * len(queues))})" if queues else (
-                " AND FALSE"
+            only = (
+                f" AND d.review_queue IN ({', '.join([p] * len(queues))})"
+                if queues
+                else (" AND FALSE")
             )
             args.extend(sorted(queues))
         statement = _PENDING.format(p=p, t=where, q=only)
         rows = await asyncio.to_thread(self._read, statement, (*args, limit))
         return [PendingReview(*row) for row in rows]
 
-    async def labelled(self, limit: int, *, tenant: str | None = None) -> list[tuple[str, str, str]]:
+    async def labelled(
+        self, limit: int, *, tenant: str | None = None
+    ) -> list[tuple[str, str, str]]:
         out = []
         for value, category in await self._query(_LABELLED, limit, tenant=tenant):
             record = _record(value)
@@ -208,5 +211,7 @@ class SqlAuditStore:
     async def count(self, *, tenant: str | None = None) -> int:
         where = "" if tenant is None else _TENANT.format(p=self._placeholder)
         args = () if tenant is None else (tenant,)
-        rows = await asyncio.to_thread(self._read, _COUNT.format(t=where, p=self._placeholder), args)
+        rows = await asyncio.to_thread(
+            self._read, _COUNT.format(t=where, p=self._placeholder), args
+        )
         return int(rows[0][0])

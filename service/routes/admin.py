@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from engine.errors import PolicyError
-from service.problems import ProblemError, documented
 from service.access.guard import requires
 from service.access.principal import Permission
+from service.problems import ProblemError, documented
 from service.state import app_state
 
 router = APIRouter(

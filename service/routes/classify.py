@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 
@@ -47,7 +48,9 @@ log = logging.getLogger("switchboard.decisions")
     ),
 )
 async def classify(
-    body: ClassifyRequest, request: Request, caller: Caller = requires(Permission.CLASSIFY)
+    body: ClassifyRequest,
+    request: Request,
+    caller: Annotated[Caller, requires(Permission.CLASSIFY)],
 ) -> Response:
     state = app_state(request)
     tenant, store = caller.scoped()

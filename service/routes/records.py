@@ -5,15 +5,15 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from service.api import ReviewRequest
 from service.access.control import Caller
 from service.access.guard import requires
 from service.access.principal import Permission
+from service.api import ReviewRequest
 from service.audit import AccessRecord, ReviewOutcome, now_iso
 from service.problems import ProblemError, documented
 
@@ -83,7 +83,7 @@ async def _visible(caller: Caller, decision_id: str) -> dict[str, Any]:
     responses=documented({**_ACCESS, 404: "No such decision"}, example=_RECORD),
 )
 async def get_decision(
-    decision_id: str, caller: Caller = requires(Permission.READ_DECISIONS)
+    decision_id: str, caller: Annotated[Caller, requires(Permission.READ_DECISIONS)]
 ) -> dict[str, Any]:
     tenant, store = caller.scoped()
     record = await _visible(caller, decision_id)
@@ -103,8 +103,8 @@ async def get_decision(
     responses=documented(_ACCESS, example={"pending": [_PENDING]}),
 )
 async def pending(
+    caller: Annotated[Caller, requires(Permission.LIST_REVIEWS)],
     limit: int = Query(default=100, ge=1, le=1000),
-    caller: Caller = requires(Permission.LIST_REVIEWS),
 ) -> dict[str, Any]:
     tenant, store = caller.scoped()
     items = await store.pending_reviews(
@@ -121,7 +121,9 @@ async def pending(
     responses=documented({**_ACCESS, 404: "No such decision"}, example=_REVIEW, status=201),
 )
 async def review(
-    decision_id: str, body: ReviewRequest, caller: Caller = requires(Permission.RESOLVE_REVIEWS)
+    decision_id: str,
+    body: ReviewRequest,
+    caller: Annotated[Caller, requires(Permission.RESOLVE_REVIEWS)],
 ) -> dict[str, Any]:
     _, store = caller.scoped()
     await _visible(caller, decision_id)
@@ -154,8 +156,8 @@ async def review(
     },
 )
 async def export(
+    caller: Annotated[Caller, requires(Permission.EXPORT)],
     limit: int = Query(default=10_000, ge=1, le=100_000),
-    caller: Caller = requires(Permission.EXPORT),
 ) -> str:
     tenant, store = caller.scoped()
     rows = await store.labelled(limit, tenant=tenant.id)

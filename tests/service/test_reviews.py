@@ -49,10 +49,7 @@ def test_review_flow_and_export(served: Served) -> None:
         }
     ]
     assert (
-        served.client.post(
-            "/reviews/nope", json={"category": "informational"}
-        ).status_code
-        == 404
+        served.client.post("/reviews/nope", json={"category": "informational"}).status_code == 404
     )
 
 

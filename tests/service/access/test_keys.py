@@ -31,17 +31,24 @@ def test_the_cli_prints_the_key_alone_and_stores_its_hash(tmp_path: Path) -> Non
     made = _cli("create", "--tenant", "dev", "--role", "client", env=env)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
-    assert made.stdout == key + "\n" and key.startswith("sbk_")
-    stored = sqlite3.connect(tmp_path / "switchboard-keys.db").execute(
-        "SELECT key_id, secret_hash, salt FROM api_keys"
-    ).fetchall()
-    (key_id, secret_hash, _), = stored
-    assert key_id in key and key.split("_", 2)[2] not in secret_hash
+    assert made.stdout == key + "\n"
+    assert key.startswith("sbk_")
+    stored = (
+        sqlite3.connect(tmp_path / "switchboard-keys.db")
+        .execute("SELECT key_id, secret_hash, salt FROM api_keys")
+        .fetchall()
+    )
+    ((key_id, secret_hash, _),) = stored
+    assert key_id in key
+    assert key.split("_", 2)[2] not in secret_hash
     assert key not in (tmp_path / "switchboard-keys.db").read_bytes().decode("latin-1")
     listed = _cli("list", env=env)
-    assert key_id in listed.stdout and "active" in listed.stdout and key not in listed.stdout
+    assert key_id in listed.stdout
+    assert "active" in listed.stdout
+    assert key not in listed.stdout
     unknown = _cli("create", "--tenant", "nobody", "--role", "client", env=env)
-    assert unknown.returncode == 2 and "unknown tenant 'nobody'" in unknown.stderr
+    assert unknown.returncode == 2
+    assert "unknown tenant 'nobody'" in unknown.stderr
     assert unknown.stdout == ""
 
 

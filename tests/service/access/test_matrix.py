@@ -13,18 +13,14 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
-from service.access.guard import declared_permission
+from service.access.guard import api_routes, declared_permission
 from service.access.principal import GRANTS, Permission, Role
 from service.app import create_app
 from service.settings import Settings
 from tests.service.access.conftest import World
 
-ROUTES = sorted(
-    (r for r in create_app(Settings()).routes if isinstance(r, APIRoute)),
-    key=lambda r: (r.path, sorted(r.methods)),
-)
+ROUTES = sorted(api_routes(create_app(Settings())), key=lambda r: (r.path, sorted(r.methods)))
 CASES = ("own", "other", "none", "bad")
 BAD_KEY = "sbk_00000000deadbeef_" + "x" * 43
 SUCCESS = {
@@ -39,17 +35,17 @@ def _cells() -> list[Any]:
         (method,) = route.methods
         for role in Role:
             for case in CASES:
-                out.append(pytest.param(route, role, case, id=f"{method} {route.path}-{role.value}-{case}"))
+                out.append(
+                    pytest.param(route, role, case, id=f"{method} {route.path}-{role.value}-{case}")
+                )
     return out
 
 
 def undeclared(app: FastAPI) -> list[str]:
-    return [
-        r.path for r in app.routes if isinstance(r, APIRoute) and declared_permission(r) is None
-    ]
+    return [r.path for r in api_routes(app) if declared_permission(r) is None]
 
 
-def _request(world: World, route: APIRoute, case: str) -> tuple[str, str, dict[str, Any]]:
+def _request(world: World, route: Any, case: str) -> tuple[str, str, dict[str, Any]]:
     """Method, path and JSON body addressing the acme caller's own data, or globex's."""
     (method,) = route.methods
     target = "globex" if case == "other" else "acme"
@@ -72,7 +68,7 @@ def _headers(world: World, role: Role, case: str) -> dict[str, str]:
     return world.auth("acme", role)
 
 
-def expected(route: APIRoute, permission: Permission, role: Role, case: str) -> set[int]:
+def expected(route: Any, permission: Permission, role: Role, case: str) -> set[int]:
     (method,) = route.methods
     if permission is Permission.PUBLIC:
         return {200}
@@ -103,7 +99,7 @@ def test_the_matrix_covers_every_route() -> None:
 
 
 @pytest.mark.parametrize(("route", "role", "case"), _cells())
-def test_matrix(world: World, route: APIRoute, role: Role, case: str) -> None:
+def test_matrix(world: World, route: Any, role: Role, case: str) -> None:
     permission = declared_permission(route)
     assert permission is not None, f"{route.path} declares no permission"
     method, path, kwargs = _request(world, route, case)
@@ -142,6 +138,8 @@ def test_the_reviewer_is_the_credential_never_the_body(world: World) -> None:
         headers=world.auth("acme", Role.REVIEWER),
     )
     assert forged.status_code == 422  # the body has no reviewer field
-    r = world.client.get(f"/decisions/{world.decisions['acme']}", headers=world.auth("acme", Role.AUDITOR))
+    r = world.client.get(
+        f"/decisions/{world.decisions['acme']}", headers=world.auth("acme", Role.AUDITOR)
+    )
     assert {rv["reviewer"] for rv in r.json()["reviews"]} <= {"acme-reviewer"}
     assert r.json()["tenant"] == "acme"

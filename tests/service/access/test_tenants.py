@@ -16,7 +16,8 @@ from tests.service.access.conftest import write_tenant
 
 def test_the_repository_has_a_dev_tenant() -> None:
     dev = load_tenants(REPO / "tenants", ["contact-center"]).get("dev")
-    assert dev is not None and dev.allows("contact-center")
+    assert dev is not None
+    assert dev.allows("contact-center")
 
 
 def test_every_problem_is_reported_with_its_file_and_field(tmp_path: Path) -> None:
