@@ -60,7 +60,7 @@ def _create(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     store = _store()
     try:
-        for info in store.list(args.tenant):
+        for info in store.listing(args.tenant):
             print(_describe(info))
     finally:
         store.close()

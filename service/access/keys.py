@@ -156,7 +156,7 @@ class KeyStore:
         found = _info(info)
         return None if found.revoked_at is not None else found
 
-    def list(self, tenant: str | None = None) -> list[KeyInfo]:
+    def listing(self, tenant: str | None = None) -> list[KeyInfo]:
         where, params = ("WHERE tenant = ?", (tenant,)) if tenant else ("", ())
         statement = f"SELECT {_COLUMNS} FROM api_keys {where} ORDER BY created_at"  # noqa: S608
         rows = self._run(statement, params)

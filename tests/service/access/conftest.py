@@ -81,6 +81,7 @@ def build_world(root: Path, backend: FakeBackend) -> Iterator[World]:
         tenants=tenants,
         audit_db=str(root / "audit.db"),
         keys_db=str(root / "keys.db"),
+        default_policy="contact-center",
         admin_token=TOKEN,
         backend="fake",
         warm_up=False,
