@@ -80,7 +80,7 @@ def _alg_none() -> str:
             "tenant": "acme",
             "role": "admin",
         },
-        key=None,
+        key="",  # PyJWT's "none" takes no key
         algorithm="none",
         headers={"kid": "k1"},
     )
