@@ -29,6 +29,11 @@ class TenantConfigError(PolicyError):
     every problem, and ``switchboard`` prints them.
     """
 
+    def __init__(self, directory: str, problems: list[PolicyProblem]) -> None:
+        super().__init__(directory, problems)
+        lines = "\n".join(f"  - {p}" for p in problems)
+        self.args = (f"tenants at {directory} have {len(problems)} problem(s):\n{lines}",)
+
 
 class Tenant(BaseModel):
     """One tenant, as operations declare it."""

@@ -21,14 +21,15 @@ def test_the_repository_has_a_dev_tenant() -> None:
 
 
 def test_every_problem_is_reported_with_its_file_and_field(tmp_path: Path) -> None:
-    write_tenant(tmp_path, "acme", rate_per_s=0, policies=["nope"])
+    write_tenant(tmp_path, "acme", rate_per_s=0)
+    write_tenant(tmp_path, "delta", policies=["nope"])
     write_tenant(tmp_path, "beta", id="gamma", model_share=2)
     (tmp_path / "broken.yaml").write_text("id: [unclosed", encoding="utf-8")
     with pytest.raises(TenantConfigError) as caught:
         load_tenants(tmp_path, ["contact-center"])
     found = [str(p) for p in caught.value.problems]
     assert any("acme.yaml:rate_per_s" in p for p in found)
-    assert any("acme.yaml:policies.0: unknown policy 'nope'" in p for p in found)
+    assert any("delta.yaml:policies.0: unknown policy 'nope'" in p for p in found)
     assert any("beta.yaml:model_share" in p for p in found)
     assert any("broken.yaml: cannot be read as YAML" in p for p in found)
 
