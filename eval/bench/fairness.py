@@ -113,7 +113,7 @@ def run(*, seconds: float = 10) -> dict[str, Any]:
                 _load(server.url, [(key_a, 10 * RATE), (key_b, RATE)], seconds)
             )
     retry_after = sorted({ra for status, _, ra in flood if status == 429})
-    results = {
+    results: dict[str, Any] = {
         "seconds": seconds,
         "limit_per_s": RATE,
         "b_alone": _describe(baseline),

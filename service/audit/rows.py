@@ -145,7 +145,10 @@ class SqlAuditStore:
             "ORDER BY id LIMIT {p}",
             limit,
         )
-        return [AccessRecord(*row[:5], tuple(json.loads(row[5]))) for row in rows]
+        return [
+            AccessRecord(at, subject, tenant, role, action, tuple(json.loads(ids)))
+            for at, subject, tenant, role, action, ids in rows
+        ]
 
     async def _query(self, statement: str, *params: Any, tenant: str | None = None) -> list[Any]:
         where = "" if tenant is None else _TENANT.format(p=self._placeholder)
