@@ -210,33 +210,33 @@ class Admission:
     def admit(self, overload: Overload, tenant: Tenant | None = None) -> Admit | Refuse:
         """The answer for one request under its policy's overload setting.
 
-        With a ``tenant``: first its own rate (429 naming its limit), then its share of the
-        model slots (full: the policy's overload mode, as for the whole process), then the rest.
-        Call ``release`` with an ``Admit`` once the decision is made.
+        With a ``tenant``: first its own rate (429 naming its limit), then the process's
+        capacity as without one, then its share of the model slots (full: the policy's overload
+        mode for that tenant alone). Call ``release`` with an ``Admit`` once the decision is made.
         """
-        if tenant is not None:
-            limited = self.fairness.over_rate(tenant)
-            if limited is not None:
-                self._count("tenant_limit")
-                return Refuse(429, limited.retry_after_s, "Rate limit exceeded", limited.detail)
-            if self.fairness.over_share(tenant):
-                share = self.fairness.slots_for(tenant)
-                if overload.mode is OverloadMode.REJECT:
-                    self._count("rejected")
-                    return Refuse(
-                        overload.status_code,
-                        overload.retry_after_s,
-                        OVER_CAPACITY[0],
-                        f"tenant {tenant.id} holds all {share} of its model slots",
-                    )
-                self._count("degraded")
-                return Admit(f"overloaded: tenant's {share} model slots in use")
-            admitted = self._admit(overload)
-            if isinstance(admitted, Admit) and admitted.skip_model is None:
-                self.fairness.hold(tenant.id)
-                return Admit(None, tenant.id)
+        if tenant is None:
+            return self._admit(overload)
+        limited = self.fairness.over_rate(tenant)
+        if limited is not None:
+            self._count("tenant_limit")
+            return Refuse(429, limited.retry_after_s, "Rate limit exceeded", limited.detail)
+        admitted = self._admit(overload)
+        if admitted != MODEL:
             return admitted
-        return self._admit(overload)
+        if self.fairness.over_share(tenant):
+            share = self.fairness.slots_for(tenant)
+            if overload.mode is OverloadMode.REJECT:
+                self._count("rejected")
+                return Refuse(
+                    overload.status_code,
+                    overload.retry_after_s,
+                    OVER_CAPACITY[0],
+                    f"tenant {tenant.id} holds all {share} of its model slots",
+                )
+            self._count("degraded")
+            return Admit(f"overloaded: tenant {tenant.id} holds all {share} of its model slots")
+        self.fairness.hold(tenant.id)
+        return Admit(None, tenant.id)
 
     def release(self, admitted: Admit) -> None:
         if admitted.holder is not None:

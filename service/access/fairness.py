@@ -68,7 +68,10 @@ class TenantFairness:
         return max(1, math.floor(tenant.model_share * self.capacity))
 
     def over_share(self, tenant: Tenant) -> bool:
-        return self.holding.get(tenant.id, 0) >= self.slots_for(tenant)
+        """Whether the tenant holds all its slots; a tenant with every slot has no cap of its own
+        (the process's capacity, checked before this, is its limit)."""
+        slots = self.slots_for(tenant)
+        return slots < self.capacity and self.holding.get(tenant.id, 0) >= slots
 
     def hold(self, tenant_id: str) -> None:
         self.holding[tenant_id] = self.holding.get(tenant_id, 0) + 1

@@ -19,7 +19,8 @@ def _revision(served: Served) -> str:
     return revision
 
 
-def test_admin_needs_the_bearer_token(served: Served) -> None:
+def test_admin_needs_the_bearer_token(make_served: ServeFactory) -> None:
+    served = make_served(auth="on")
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
         r = served.client.post("/admin/reload", headers=headers)
         assert r.status_code == 401
