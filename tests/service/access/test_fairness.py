@@ -90,6 +90,7 @@ def test_a_tenant_holds_no_more_than_its_share_of_model_slots() -> None:
     b = tenant("b", rate_per_s=100, burst=100, model_share=0.5)
     held = [gate.admit(REJECT, a), gate.admit(REJECT, a)]
     assert held == [Admit(None, "a"), Admit(None, "a")]
+    assert isinstance(held[0], Admit)
     third = gate.admit(REJECT, a)
     assert isinstance(third, Refuse)
     assert third.status == 503
