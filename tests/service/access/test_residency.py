@@ -8,6 +8,7 @@ other region's tenant with 421 and stores nothing. Every run uses its own schema
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -30,9 +31,7 @@ pytestmark = pytest.mark.postgres
 psycopg = pytest.importorskip("psycopg")
 from psycopg import sql  # noqa: E402
 
-ADMIN_URL = os.environ.get(
-    "SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
+ADMIN_URL = os.environ.get("SWITCHBOARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 SERVER = ADMIN_URL.rsplit("/", 1)[0]
 DATABASES = {"eu": "sb12_eu", "us": "sb12_us"}
 
@@ -41,10 +40,11 @@ def _ensure_database(name: str) -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            try:
+            # A concurrent run may create it first.
+            with contextlib.suppress(
+                psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation
+            ):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
-                pass  # a concurrent run created it first
 
 
 def _server_or_skip() -> None:
@@ -111,12 +111,20 @@ def test_each_tenant_is_stored_only_in_its_region(tmp_path: Path, regions: dict[
             timeout=30,
         )
 
+    def read(url: str, tenant: str, decision_id: str) -> int:
+        headers = {"Authorization": f"Bearer {client[tenant]}"}
+        return httpx.get(f"{url}/decisions/{decision_id}", headers=headers, timeout=30).status_code
+
     both = create_app(_settings(tmp_path, regions), backend=backend, redactor_factory=None)
     with serve(both) as url:
         for _ in range(3):
             assert classify(url, "beurre").status_code == 200
         for _ in range(2):
-            assert classify(url, "maple").status_code == 200
+            made = classify(url, "maple")
+            assert made.status_code == 200
+        maples = made.json()["decision_id"]
+        assert read(url, "maple", maples) == 200  # read back from the us database
+        assert read(url, "beurre", maples) == 404
     after_both = _counts(regions)
     print("rows per database after the two-region replica:", after_both)
     assert after_both == {"eu": {"beurre": 3}, "us": {"maple": 2}}
@@ -129,6 +137,7 @@ def test_each_tenant_is_stored_only_in_its_region(tmp_path: Path, regions: dict[
         assert refused.status_code == 421
         assert "region us" in refused.json()["detail"]
         assert classify(url, "beurre").status_code == 200
+        assert read(url, "maple", maples) == 421  # not read here either
     after_eu = _counts(regions)
     print("rows per database after the eu-only replica:", after_eu)
     assert after_eu == {"eu": {"beurre": 4}, "us": {"maple": 2}}
