@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     def keys_url(self) -> str:
         from service.access.keys import default_keys_db
 
-        return self.keys_db or default_keys_db(self.audit_db)
+        home = self.regional_stores().get(self.region, self.audit_db)
+        return self.keys_db or default_keys_db(home)
 
     def prompts_dir(self) -> Path:
         return self.prompts or default_prompts_dir(self.policies, {})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -56,7 +56,6 @@ class AccessControl:
     admin_token: SecretStr | None = None
     oidc: OidcVerifier | None = None
     auth_off: bool = False
-    refusals: dict[str, int] = field(default_factory=dict)
 
     def reload_tenants(self, known_policies: list[str]) -> None:
         """Re-read the tenants directory; a broken one raises and the old one stays."""
@@ -95,7 +94,14 @@ class AccessControl:
             principal = await self._principal(credential)
             if principal is not None:
                 return principal
-        self._count("refused")
+        # The kind only: never the credential, nor the scheme (a key sent without "Bearer ").
+        if scheme.lower() != "bearer":
+            kind = "not_bearer"
+        else:
+            kind = "api_key" if credential.startswith(PREFIX) else "token"
+        log.info(
+            "credential refused", extra={"fields": {"event": "credential_refused", "kind": kind}}
+        )
         raise ProblemError(
             401, "Unauthorized", "Unknown, revoked or malformed credential.", headers=_CHALLENGE
         )
@@ -110,16 +116,13 @@ class AccessControl:
         ):
             return Principal("admin-token", "", frozenset({Role.ADMIN}), "admin-token")
         if self.oidc is not None and credential.count(".") == 2:
-            try:
-                return self.oidc.verify(credential)
+            try:  # in a thread: a JWKS URL is fetched (and re-fetched when its cache expires)
+                return await asyncio.to_thread(self.oidc.verify, credential)
             except TokenRefusedError as exc:
                 log.info(
                     "token refused", extra={"fields": {"event": "token_refused", "why": str(exc)}}
                 )
         return None
-
-    def _count(self, what: str) -> None:
-        self.refusals[what] = self.refusals.get(what, 0) + 1
 
     async def close(self) -> None:
         await asyncio.to_thread(self.keys.close)

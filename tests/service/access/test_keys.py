@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from service.access.principal import Role
 from tests.conftest import REPO
@@ -81,3 +84,17 @@ def test_the_legacy_admin_token_is_still_an_admin(world: World) -> None:
     token = {"Authorization": f"Bearer {TOKEN}"}
     assert world.client.get("/admin/policies", headers=token).status_code == 200
     assert world.client.get("/reviews", headers=token).status_code == 403
+
+
+def test_a_refused_key_is_logged_by_its_kind_never_its_value(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="switchboard.access")
+    key = world.keys[("acme", Role.AUDITOR)]
+    secret = key.split("_", 2)[2]
+    for header in (key, f"Bearer {key[:-2]}", f"Basic {key}"):
+        r = world.client.get("/reviews/export", headers={"Authorization": header})
+        assert r.status_code == 401
+    refused = [getattr(r, "fields", {}) for r in caplog.records if r.name == "switchboard.access"]
+    assert [f.get("kind") for f in refused] == ["not_bearer", "api_key", "not_bearer"]
+    assert not any(secret[:-2] in str(vars(r)) for r in caplog.records)
