@@ -118,7 +118,16 @@ async def pending(
     "/reviews/{decision_id}",
     status_code=201,
     summary="Record a reviewer's outcome; the reviewer is the credential's subject",
-    responses=documented({**_ACCESS, 404: "No such decision"}, example=_REVIEW, status=201),
+    responses=documented(
+        {
+            **_ACCESS,
+            400: "Malformed JSON or not UTF-8",
+            404: "No such decision",
+            413: "Body too large",
+        },
+        example=_REVIEW,
+        status=201,
+    ),
 )
 async def review(
     decision_id: str,
