@@ -74,6 +74,7 @@ def _access_control(settings: Settings, store: AuditStore | None) -> AccessContr
                 settings.oidc_jwks,
                 settings.oidc_tenant_claim,
                 settings.oidc_role_claim,
+                settings.oidc_queues_claim,
             )
         )
     return AccessControl(

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     oidc_jwks: str | None = Field(default=None, description="JWKS URL (or JSON file path).")
     oidc_tenant_claim: str = Field(default="tenant")
     oidc_role_claim: str = Field(default="role")
+    oidc_queues_claim: str = Field(default="queues", description="A reviewer's queues (a list).")
     admin_token: SecretStr | None = Field(
         default=None, description="Legacy bearer token, still accepted as an admin credential."
     )

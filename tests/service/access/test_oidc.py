@@ -135,3 +135,11 @@ def test_the_service_accepts_good_tokens_and_refuses_bad_ones(
     assert status(_token(keys[0], aud="other")) == 401
     assert status(_token(keys[0], exp=int(time.time()) - 60)) == 401
     assert status(_alg_none()) == 401
+
+
+def test_a_reviewers_queues_come_from_the_token(jwks: Path, keys: tuple[Any, Any]) -> None:
+    token = _token(keys[0], role="reviewer", queues=["pharmacovigilance"])
+    principal = _verifier(jwks).verify(token)
+    assert principal.queues == frozenset({"pharmacovigilance"})
+    assert principal.sees_queue("pharmacovigilance")
+    assert not principal.sees_queue("service_desk")

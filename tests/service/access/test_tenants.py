@@ -12,6 +12,7 @@ import pytest
 from service.access.tenants import TenantConfigError, load_tenants
 from tests.conftest import REPO
 from tests.service.access.conftest import write_tenant
+from tests.service.conftest import ServeFactory
 
 
 def test_the_repository_has_a_dev_tenant() -> None:
@@ -47,3 +48,19 @@ def test_switchboard_check_validates_the_tenants(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "acme.yaml:default_policy" in done.stderr
+
+
+def test_a_broken_tenant_file_fails_the_reload_and_the_old_tenants_stay(
+    make_served: ServeFactory,
+) -> None:
+    served = make_served()
+    broken = served.settings.tenants_dir() / "broken.yaml"
+    broken.write_text("id: broken\nregion: local\npolicies: [nope]\nburst: 1\n", encoding="utf-8")
+    r = served.client.post("/admin/reload", headers=served.admin())
+    assert r.status_code == 422
+    assert "broken.yaml" in r.text
+    assert "rate_per_s" in r.text
+    order = {"message": "where is my order?"}
+    assert served.client.post("/classify", json=order).status_code == 200  # dev is still there
+    broken.unlink()
+    assert served.client.post("/admin/reload", headers=served.admin()).status_code == 200
