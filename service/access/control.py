@@ -57,6 +57,11 @@ class AccessControl:
     oidc: OidcVerifier | None = None
     auth_off: bool = False
 
+    def check_tenants(self) -> None:
+        """Validate the tenants directory's files (not yet which policies exist): a reload calls
+        this first, so a broken tenant file fails it before a new policy is activated."""
+        load_tenants(self.tenants_dir)
+
     def reload_tenants(self, known_policies: list[str]) -> None:
         """Re-read the tenants directory; a broken one raises and the old one stays."""
         self.tenants = load_tenants(self.tenants_dir, known_policies)

@@ -61,6 +61,7 @@ async def policies(request: Request) -> dict[str, Any]:
 async def reload(request: Request) -> dict[str, Any]:
     state = app_state(request)
     try:
+        state.access.check_tenants()  # a broken tenant file: nothing is activated
         await state.holder.reload()
         active = state.holder.active
         state.access.reload_tenants(list(active.engines) if active else [])

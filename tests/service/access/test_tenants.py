@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from service.access.tenants import TenantConfigError, load_tenants
-from tests.conftest import REPO
+from tests.conftest import REPO, Editor
 from tests.service.access.conftest import write_tenant
-from tests.service.conftest import ServeFactory
+from tests.service.conftest import Served, ServeFactory
 
 
 def test_the_repository_has_a_dev_tenant() -> None:
@@ -50,16 +50,26 @@ def test_switchboard_check_validates_the_tenants(tmp_path: Path) -> None:
     assert "acme.yaml:default_policy" in done.stderr
 
 
+def _revision(served: Served) -> str:
+    revision: str = served.client.get("/admin/policies", headers=served.admin()).json()["active"][
+        0
+    ]["revision"]
+    return revision
+
+
 def test_a_broken_tenant_file_fails_the_reload_and_the_old_tenants_stay(
-    make_served: ServeFactory,
+    make_served: ServeFactory, edit_policy: Editor
 ) -> None:
     served = make_served()
+    before = _revision(served)
+    edit_policy("policy.yaml", lambda d: d["thresholds"].update(service_action=0.7))
     broken = served.settings.tenants_dir() / "broken.yaml"
     broken.write_text("id: broken\nregion: local\npolicies: [nope]\nburst: 1\n", encoding="utf-8")
     r = served.client.post("/admin/reload", headers=served.admin())
     assert r.status_code == 422
     assert "broken.yaml" in r.text
     assert "rate_per_s" in r.text
+    assert _revision(served) == before  # the edited policy was not activated either
     order = {"message": "where is my order?"}
     assert served.client.post("/classify", json=order).status_code == 200  # dev is still there
     broken.unlink()
