@@ -8,9 +8,8 @@ Callers outside the engine import from here.
 
 from engine.categories import CATEGORIES, Category, Channel, VerdictStatus
 from engine.decide.engine import REPLAY_CLOCK, DecisionRequest, Engine, Pricing
-from engine.decide.record import DecisionRecord, PathStep
+from engine.decide.record import DecisionRecord, HandOff, PathStep
 from engine.decide.rules import RulesCache
-from engine.decide.workflow import Integrations, LoggingIntegrations, RecordingIntegrations
 from engine.errors import (
     AuditStoreError,
     BackendConfigError,
@@ -40,9 +39,8 @@ __all__ = [
     "DecisionRequest",
     "Engine",
     "EvalDataError",
-    "Integrations",
+    "HandOff",
     "LoadedPolicy",
-    "LoggingIntegrations",
     "MessageRejectedError",
     "ModelFileError",
     "PathStep",
@@ -51,7 +49,6 @@ __all__ = [
     "PolicyProblem",
     "Pricing",
     "PromptRenderError",
-    "RecordingIntegrations",
     "RedactionConfigError",
     "RedactionFailedError",
     "ReplayError",

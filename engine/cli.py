@@ -20,7 +20,6 @@ from engine.backends.registry import BACKENDS, BackendSettings, build_backend
 from engine.categories import Channel
 from engine.decide.engine import DecisionRequest, Engine
 from engine.decide.rules import RulesCache
-from engine.decide.workflow import RecordingIntegrations
 from engine.errors import PolicyError, PolicyNotFoundError, PolicyProblem, SwitchboardError
 from engine.pii.base import Redactor
 from engine.policy.loader import (
@@ -100,7 +99,6 @@ async def _classify_async(args: argparse.Namespace) -> int:
             catalog[policy_id],
             backend,
             rules_cache=RulesCache(),
-            integrations=RecordingIntegrations(),
         )
         await engine.warm_up()
         record = await engine.decide(

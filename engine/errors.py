@@ -97,3 +97,18 @@ class ReplayError(SwitchboardError):
 
 class AuditStoreError(SwitchboardError):
     """The audit store could not be opened or read (bad URL, unreachable database)."""
+
+
+class DeliveryError(SwitchboardError):
+    """A committed hand-off could not be delivered (yet); the dispatcher retries it."""
+
+
+class BrokerUnavailableError(DeliveryError):
+    """The message broker cannot be reached or dropped the connection: nothing is wrong with the
+    hand-off itself, so it stays pending and the dispatcher backs off until the broker is back."""
+
+
+class HandOffRejectedError(DeliveryError):
+    """The broker refused this one hand-off (negative confirm, or no queue bound to its routing
+    key). Retried with backoff; after the last attempt it becomes a dead letter with this reason
+    (``GET /admin/outbox``), replayable once the cause is fixed."""

@@ -82,3 +82,25 @@ def confidence_histograms(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def outbox_depth_chart(
+    samples: Sequence[tuple[float, float]],
+    outage: tuple[float, float],
+    drained_at: float | None,
+    path: Path,
+) -> Path:
+    """Outbox depth over time, the broker outage shaded, the moment it drained marked."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.axvspan(*outage, color="#f4c7c3", label="broker unreachable")
+    ax.plot([t for t, _ in samples], [p for _, p in samples], color="#1f4e79", label="pending")
+    if drained_at is not None:
+        ax.axvline(drained_at, color="#38761d", linestyle="--", label="drained")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("hand-offs pending (outbox depth)")
+    ax.set_title("Outbox depth during a broker outage (/classify kept answering)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

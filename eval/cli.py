@@ -90,7 +90,7 @@ async def _evaluate(args: argparse.Namespace) -> tuple[list[Prediction], Engine,
     settings = _settings(args)
     cases = read_cases(Path(args.data), limit=args.limit)
     loaded = load_policy_by_id(settings.policies, settings.prompts, settings.policy_id)
-    backend = build_backend(BackendSettings(name=settings.backend))
+    backend = build_backend(BackendSettings.from_env(settings.backend))
     try:
         engine = build_engine(loaded, backend, settings)
         key = verdict_key(engine)

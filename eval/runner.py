@@ -1,7 +1,7 @@
 """Runs labelled cases through the real engine, built the way the service builds it.
 
-Same policy loader, same Presidio redactor, same backend registry, same pricing model; only the
-integrations differ (``RecordingIntegrations``: no ticket, case or queue is created).
+Same policy loader, same Presidio redactor, same backend registry, same pricing model. Nothing is
+handed off: the engine only returns hand-offs as data, and nothing here stores or delivers them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from engine.backends.base import LLMBackend
 from engine.backends.registry import BackendSettings, build_backend
 from engine.decide.engine import DecisionRequest, Engine, Pricing
 from engine.decide.rules import RulesCache
-from engine.decide.workflow import RecordingIntegrations
 from engine.errors import PolicyNotFoundError
 from engine.pii.base import Redactor
 from engine.policy.loader import LoadedPolicy, load_catalog
@@ -69,7 +68,6 @@ def build_engine(
         loaded,
         backend,
         rules_cache=RulesCache(),
-        integrations=RecordingIntegrations(),
         redactor_factory=(lambda _: redactor)
         if redactor is not None
         else (presidio if settings.redact else None),
@@ -130,7 +128,7 @@ async def run_cases(
 ) -> tuple[list[Prediction], Engine]:
     """Build the engine and backend, warm up, decide every case; the backend is closed after."""
     loaded = load_policy_by_id(settings.policies, settings.prompts, settings.policy_id)
-    backend = build_backend(BackendSettings(name=settings.backend))
+    backend = build_backend(BackendSettings.from_env(settings.backend))
     try:
         engine = build_engine(loaded, backend, settings)
         await engine.warm_up()

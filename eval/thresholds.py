@@ -95,7 +95,6 @@ def engine_with(engine: Engine, thresholds: Thresholds) -> Engine:
         _with_thresholds(engine.loaded, thresholds),
         engine.backend,
         rules=engine.rules,
-        integrations=engine.integrations,
         pricing=engine.pricing,
     )
 

@@ -1,8 +1,9 @@
 """The app factory: everything the service needs is built in the lifespan or handed in.
 
-``create_app(settings, backend=..., store=...)`` lets tests inject a fake backend and a store in
-a temporary directory; with nothing injected it builds the configured backend, Presidio
-redaction and the SQLite audit store.
+``create_app(settings, backend=..., store=..., integrations=...)`` lets tests inject a fake
+backend, a store in a temporary directory and where hand-offs go; with nothing injected it builds
+the configured backend, Presidio redaction, the configured audit store, and delivers hand-offs to
+RabbitMQ when ``SWITCHBOARD_BROKER_URL`` is set (to the log otherwise).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from engine import Integrations, LoggingIntegrations
 from engine.backends.base import LLMBackend
 from engine.backends.registry import build_backend
 from engine.pii.base import Redactor
@@ -26,11 +26,12 @@ from service.access.residency import Residency
 from service.access.tenants import load_tenants
 from service.admission import Admission, CircuitBreaker, ModelGuard, OverloadShedding
 from service.audit import AuditStore, open_store
+from service.delivery import DeliveryMetrics, Dispatcher, Integrations, LoggingIntegrations
 from service.loop_lag import LoopLagMonitor
 from service.metrics import Metrics
 from service.middleware import BodyGuard
 from service.problems import install_problem_handlers
-from service.routes import admin, classify, health, records
+from service.routes import admin, classify, delivery, health, records
 from service.runtime import EngineHolder
 from service.settings import Settings
 from service.state import AppState
@@ -47,7 +48,12 @@ def _presidio(redaction: Any) -> Redactor:
 async def _probe_loop(state: AppState) -> None:
     while True:
         await asyncio.sleep(state.settings.probe_interval_s)
-        state.backend_ready = await _probe(state)
+        _set_model_health(state, await _probe(state))
+
+
+def _set_model_health(state: AppState, healthy: bool) -> None:
+    state.model_healthy = healthy
+    state.metrics.model_up.set(1 if healthy else 0)
 
 
 async def _probe(state: AppState) -> bool:
@@ -55,6 +61,20 @@ async def _probe(state: AppState) -> bool:
         return await asyncio.wait_for(state.guard.probe(), timeout=5)
     except (asyncio.TimeoutError, OSError):
         return False
+
+
+def integrations_for(settings: Settings) -> Integrations:
+    """Where hand-offs go: RabbitMQ when ``SWITCHBOARD_BROKER_URL`` is set, else the log."""
+    if settings.broker_url is None:
+        return LoggingIntegrations()
+    from service.delivery.rabbit import RabbitIntegrations  # aio-pika only when asked for
+
+    return RabbitIntegrations(
+        settings.broker_url.get_secret_value(),
+        exchange=settings.broker_exchange,
+        queue_prefix=settings.broker_queue_prefix,
+        declare_queues=settings.broker_declare_queues,
+    )
 
 
 def _access_control(settings: Settings, store: AuditStore | None) -> AccessControl:
@@ -121,16 +141,36 @@ def create_app(
         audit = access.residency.stores.get(settings.region) or next(
             iter(access.residency.stores.values())
         )
-        holder = EngineHolder(
+        holder = EngineHolder(settings, guard, redactor_factory=redactor_factory)
+        # One dispatcher per regional store: a hand-off committed in any region this replica
+        # serves is delivered from that region's outbox (the home one also serves /admin/outbox).
+        delivery_metrics = DeliveryMetrics(metrics.registry)
+        dispatchers = {
+            region: Dispatcher(
+                regional,
+                integrations if integrations is not None else integrations_for(settings),
+                delivery_metrics if regional is audit else delivery_metrics.for_region(region),
+                policy=settings.delivery_policy(),
+            )
+            for region, regional in access.residency.stores.items()
+        }
+        dispatcher = next(d for d in dispatchers.values() if d.store is audit)
+        state = AppState(
             settings,
+            holder,
             guard,
-            integrations=integrations or LoggingIntegrations(),
-            redactor_factory=redactor_factory,
+            admission,
+            audit,
+            metrics,
+            access,
+            dispatcher=dispatcher,
+            dispatchers=dispatchers,
         )
-        state = AppState(settings, holder, guard, admission, audit, metrics, access)
         await holder.reload()  # a broken policy at start-up stops the process: nothing to serve
         access.reload_tenants(list(holder.active.engines) if holder.active else [])
-        state.backend_ready = await _probe(state)
+        for each in dispatchers.values():
+            each.start()  # delivers what a previous run committed and did not deliver, too
+        _set_model_health(state, await _probe(state))
         app.state.switchboard = state
         prober = asyncio.create_task(_probe_loop(state))
         lag.start()
@@ -148,6 +188,8 @@ def create_app(
             yield
         finally:
             await lag.stop()
+            for each in dispatchers.values():
+                await each.stop()
             prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
@@ -163,6 +205,6 @@ def create_app(
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverloadShedding)  # outermost: a refusal must not read or parse anything
     install_problem_handlers(app)
-    for router in (classify.router, admin.router, records.router, health.router):
+    for router in (classify.router, admin.router, records.router, health.router, delivery.router):
         app.include_router(router)
     return app

@@ -40,6 +40,15 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
+    """One JSON line per event on stderr, for the process (``switchboard serve`` calls it once).
+
+    The lines carry none of the caller's file, thread or process: logging's documented switches
+    (the "Optimization" section of the logging HOWTO) stop it from looking them up for each line.
+    """
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # the HOWTO's switch for the caller lookup
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("switchboard")

@@ -56,6 +56,11 @@ class Metrics:
             "How late the event loop wakes up (moving average)",
             registry=r,
         )
+        self.model_up = Gauge(
+            "switchboard_model_up",
+            "1 when the model backend answered its last probe (readiness does not depend on it)",
+            registry=r,
+        )
         self.circuit_open = Gauge(
             "switchboard_circuit_open", "1 while the model circuit is open", registry=r
         )

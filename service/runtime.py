@@ -19,7 +19,6 @@ from typing import Any
 from engine.backends.base import LLMBackend
 from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
-from engine.decide.workflow import Integrations
 from engine.errors import PolicyError, PolicyNotFoundError, PolicyProblem
 from engine.pii.base import Redactor
 from engine.policy.loader import load_catalog
@@ -74,13 +73,11 @@ class EngineHolder:
         settings: Settings,
         backend: LLMBackend,
         *,
-        integrations: Integrations,
         redactor_factory: RedactorFactory | None,
         rules_cache: RulesCache | None = None,
     ) -> None:
         self._settings = settings
         self._backend = backend
-        self._integrations = integrations
         self._redactor_factory = redactor_factory
         self._redactors: dict[str, Redactor] = {}
         self.rules_cache = rules_cache or RulesCache()
@@ -114,7 +111,6 @@ class EngineHolder:
                     loaded,
                     self._backend,
                     rules_cache=self.rules_cache,
-                    integrations=self._integrations,
                     redactor_factory=self._redactor if self._redactor_factory else None,
                     pricing=pricing,
                 )

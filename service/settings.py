@@ -9,7 +9,15 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine import Pricing, default_prompts_dir
-from engine.backends.registry import OLLAMA_HOST, OLLAMA_MODEL, BackendSettings
+from engine.backends.registry import (
+    OLLAMA_HOST,
+    OLLAMA_MODEL,
+    OPENAI_BASE_URLS,
+    OPENAI_MODEL,
+    BackendSettings,
+    split_urls,
+)
+from service.delivery.dispatcher import DeliveryPolicy
 
 
 class Settings(BaseSettings):
@@ -18,10 +26,32 @@ class Settings(BaseSettings):
     policies: Path = Field(default=Path("policies"), description="Directory of policy dirs.")
     prompts: Path | None = Field(default=None, description="Templates; default ../prompts.")
     default_policy: str | None = Field(default=None, description="Policy when none is asked.")
-    backend: str = Field(default="embedded", description="embedded, ollama or fake.")
+    backend: str = Field(default="embedded", description="embedded, ollama, openai or fake.")
     model_dir: Path | None = Field(default=None, description="Where the embedded GGUF lives.")
     ollama_host: str = Field(default=OLLAMA_HOST, description="Ollama server (backend ollama).")
     ollama_model: str = Field(default=OLLAMA_MODEL, description="Ollama model tag.")
+    openai_base_urls: str = Field(
+        default=OPENAI_BASE_URLS,
+        description="OpenAI-compatible endpoints (backend openai), comma-separated base URLs "
+        "ending in /v1; several are balanced round-robin with ejection of failing ones.",
+    )
+    openai_model: str = Field(default=OPENAI_MODEL, description="Model name the servers serve.")
+    openai_api: str = Field(
+        default="completions",
+        description="completions (ChatML prompt, prefix cached) or chat (server's template).",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for the model servers; never logged."
+    )
+    openai_cache_prompt: bool = Field(
+        default=True, description="Send cache_prompt: true (llama.cpp server); off for vLLM."
+    )
+    openai_eject_s: float = Field(
+        default=10.0, gt=0, description="How long a failing endpoint is left out."
+    )
+    openai_max_connections: int = Field(
+        default=64, ge=1, description="Pooled keep-alive connections to the model servers."
+    )
     fake_latency_ms: float = Field(default=0.0, ge=0)
     audit_db: str = Field(
         default="switchboard-audit.db",
@@ -70,6 +100,29 @@ class Settings(BaseSettings):
     usd_per_1k_prompt_tokens: float = Field(default=Pricing.usd_per_1k_prompt_tokens, ge=0)
     usd_per_1k_output_tokens: float = Field(default=Pricing.usd_per_1k_output_tokens, ge=0)
     log_level: str = Field(default="INFO")
+    broker_url: SecretStr | None = Field(
+        default=None,
+        description="RabbitMQ (amqp://user:password@host:5672/vhost) that hand-offs are delivered "
+        "to; unset, each hand-off is a JSON log line instead (LoggingIntegrations).",
+    )
+    broker_exchange: str = Field(
+        default="switchboard.handoffs", description="The durable topic exchange for hand-offs."
+    )
+    broker_queue_prefix: str = Field(
+        default="switchboard", description="Queues declared as <prefix>.<routing key>."
+    )
+    broker_declare_queues: bool = Field(
+        default=True, description="Declare and bind a durable queue per routing key used."
+    )
+    delivery_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts before a refused hand-off is a dead letter."
+    )
+    delivery_retry_wait_s: float = Field(
+        default=0.5, gt=0, description="First backoff between attempts (doubles, capped)."
+    )
+    delivery_poll_s: float = Field(
+        default=1.0, gt=0, description="Outbox poll interval when nothing was committed."
+    )
 
     def tenants_dir(self) -> Path:
         return self.tenants or self.policies.parent / "tenants"
@@ -93,6 +146,22 @@ class Settings(BaseSettings):
             ollama_host=self.ollama_host,
             ollama_model=self.ollama_model,
             fake_latency_ms=self.fake_latency_ms,
+            openai_base_urls=split_urls(self.openai_base_urls),
+            openai_model=self.openai_model,
+            openai_api=self.openai_api,
+            openai_cache_prompt=self.openai_cache_prompt,
+            openai_eject_s=self.openai_eject_s,
+            openai_max_connections=self.openai_max_connections,
+            openai_api_key=(
+                self.openai_api_key.get_secret_value() if self.openai_api_key else None
+            ),
+        )
+
+    def delivery_policy(self) -> DeliveryPolicy:
+        return DeliveryPolicy(
+            max_attempts=self.delivery_max_attempts,
+            retry_wait_s=self.delivery_retry_wait_s,
+            poll_s=self.delivery_poll_s,
         )
 
     def pricing(self) -> Pricing:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.llama_server import LlamaServer, start_llama_server
 
 REPO = Path(__file__).resolve().parent.parent
 # The live default policy, which compliance tunes: tests of its quality and validity use it.
@@ -60,3 +62,16 @@ def break_the_build(edit: Editor) -> None:
         "then": {"requires_human_review": True},
     }
     edit("rules.yaml", lambda d: d["rules"].append(too_wide))
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """The packaged model behind a real OpenAI-compatible server, once per test session."""
+    from engine.backends.model_files import QWEN25_CODER_05B, assemble_model, default_model_dir
+
+    model = assemble_model(QWEN25_CODER_05B, default_model_dir())
+    server = start_llama_server(model, tmp_path_factory.mktemp("llama") / "server.log")
+    try:
+        yield server
+    finally:
+        server.kill()

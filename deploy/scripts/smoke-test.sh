@@ -17,10 +17,12 @@ fail() {
 }
 
 deadline=$(($(date +%s) + ready_timeout))
-until curl -fsS --max-time 5 "$base/readyz" >/dev/null 2>&1; do
+# Ready (a policy is active, the audit store commits) is not enough here: readiness does not wait
+# for the model, and the last check below needs the model's answer, so wait for .model.healthy.
+until curl -fsS --max-time 5 "$base/readyz" 2>/dev/null | jq -e '.model.healthy == true' >/dev/null; do
   if (($(date +%s) >= deadline)); then
     curl -sS --max-time 5 "$base/readyz" >&2 || true
-    fail "$base/readyz not ready after ${ready_timeout}s"
+    fail "$base/readyz not ready with a healthy model after ${ready_timeout}s"
   fi
   sleep 3
 done

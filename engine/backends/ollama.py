@@ -2,11 +2,9 @@
 
 One ``/api/chat`` call per message with ``logprobs=True, top_logprobs=N``, greedy decoding
 and at most three generated tokens. The label probabilities come from the alternatives the
-server reports for the first generated (non-whitespace) token: each alternative whose text,
-left-stripped and casefolded, is a prefix of exactly one allowed answer (or has that answer
-as its prefix) adds its probability to that answer. Labels that got no mass share a floor
-well below the smallest reported alternative, then everything is renormalised over the
-allowed labels (``method="top_logprobs"``).
+server reports for the first generated (non-whitespace) token, read and renormalised over the
+allowed labels by ``engine.backends.label_logprobs`` (``method="top_logprobs"``), the code the
+OpenAI-compatible backend shares.
 
 Servers older than Ollama 0.12.11 ignore ``logprobs`` and send none. Then the generated
 text is parsed and, if it names one answer, that label gets the declared, uncalibrated
@@ -21,37 +19,24 @@ output that names no label → INVALID. Caller cancellation still propagates.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Sequence
-from typing import Protocol
 
 import httpx
 import ollama
 
-from engine.backends.base import LabelChoice, LabelVerdict, RenderedPrompt, renormalise
-from engine.categories import Category, VerdictStatus
+from engine.backends.base import LabelChoice, LabelVerdict, RenderedPrompt
+from engine.backends.label_logprobs import (
+    FALLBACK_CONFIDENCE,
+    METHOD,
+    label_probabilities,
+    parse_label,
+    uncalibrated,
+)
+from engine.categories import VerdictStatus
 from engine.errors import BackendConfigError
 
-FALLBACK_CONFIDENCE = 0.6
-"""Probability given to the parsed label when the server returns no logprobs (declared, not
-measured)."""
-_FLOOR_GAP = math.log(10.0)
-_PUNCTUATION = "\"'`*_.,:;!?()[]{}<>"
-
-
-class _TokenLogprob(Protocol):
-    """One token and its log-probability, as ``ollama``'s ``TokenLogprob``/``Logprob``."""
-
-    @property
-    def token(self) -> str: ...
-    @property
-    def logprob(self) -> float: ...
-
-
-class _Position(_TokenLogprob, Protocol):
-    @property
-    def top_logprobs(self) -> Sequence[_TokenLogprob] | None: ...
+__all__ = ["FALLBACK_CONFIDENCE", "OllamaBackend"]
 
 
 class OllamaBackend:
@@ -136,19 +121,19 @@ class OllamaBackend:
         text = response.message.content or ""
         status, probabilities, error = VerdictStatus.OK, {}, None
         if response.logprobs:
-            method = "top_logprobs"
-            scores = _label_logprobs(response.logprobs, choices)
-            if scores is None:
+            method = METHOD
+            found = label_probabilities(response.logprobs, choices)
+            if found is None:
                 status, error = VerdictStatus.INVALID, "no top_logprobs token names a label"
             else:
-                probabilities = renormalise(scores)
+                probabilities = found
         else:
             method = "generated_text_uncalibrated"
-            parsed = _parse_label(text, choices)
+            parsed = parse_label(text, choices)
             if parsed is None:
                 status, error = VerdictStatus.INVALID, "no logprobs; the text names no label"
             else:
-                probabilities = _uncalibrated(parsed, choices)
+                probabilities = uncalibrated(parsed, choices)
         return LabelVerdict(
             status=status,
             probabilities=probabilities,
@@ -186,53 +171,3 @@ class OllamaBackend:
 
 def _with_tag(model: str) -> str:
     return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
-
-
-def _match(text: str, choices: Sequence[LabelChoice]) -> Category | None:
-    """The one choice whose answer starts with ``text`` or is a prefix of it, else None."""
-    if not text:
-        return None
-    hits = {
-        c.category
-        for c in choices
-        if (answer := c.answer.casefold()).startswith(text) or text.startswith(answer)
-    }
-    return hits.pop() if len(hits) == 1 else None
-
-
-def _label_logprobs(
-    logprobs: Sequence[_Position], choices: Sequence[LabelChoice]
-) -> dict[Category, float] | None:
-    """Per-label log-probability mass from the first non-whitespace position's alternatives."""
-    first = next((lp for lp in logprobs if lp.token.strip()), logprobs[0])
-    alternatives: Sequence[_TokenLogprob] = first.top_logprobs or [first]
-    mass: dict[Category, float] = {}
-    for alt in alternatives:
-        category = _match(alt.token.lstrip().casefold(), choices)
-        if category is None:
-            continue
-        seen = mass.get(category)
-        mass[category] = alt.logprob if seen is None else _logaddexp(seen, alt.logprob)
-    if not mass:
-        return None
-    floor = min(alt.logprob for alt in alternatives) - _FLOOR_GAP
-    return {c.category: mass.get(c.category, floor) for c in choices}
-
-
-def _logaddexp(a: float, b: float) -> float:
-    top = max(a, b)
-    return top + math.log(math.exp(a - top) + math.exp(b - top))
-
-
-def _parse_label(text: str, choices: Sequence[LabelChoice]) -> Category | None:
-    """The label named by the first word of the generated text (possibly cut short)."""
-    words = text.casefold().strip().lstrip(_PUNCTUATION).split()
-    return _match(words[0].rstrip(_PUNCTUATION), choices) if words else None
-
-
-def _uncalibrated(label: Category, choices: Sequence[LabelChoice]) -> dict[Category, float]:
-    others = [c.category for c in choices if c.category is not label]
-    share = (1.0 - FALLBACK_CONFIDENCE) / len(others) if others else 0.0
-    probabilities = dict.fromkeys(others, share)
-    probabilities[label] = FALLBACK_CONFIDENCE if others else 1.0
-    return probabilities

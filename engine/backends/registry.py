@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.backends.base import LLMBackend
 from engine.errors import BackendConfigError
 
-BACKENDS = ("embedded", "ollama", "fake")
+BACKENDS = ("embedded", "ollama", "openai", "fake")
 OLLAMA_HOST = "http://127.0.0.1:11434"
 OLLAMA_MODEL = "qwen2.5:7b-instruct"
+OPENAI_BASE_URLS = "http://127.0.0.1:8080/v1"
+OPENAI_MODEL = "qwen2.5-coder-0.5b-instruct"
+
+
+def split_urls(value: str) -> tuple[str, ...]:
+    """``"http://a/v1, http://b/v1"`` → both URLs (the one parser of the endpoint list)."""
+    return tuple(u.strip() for u in value.split(",") if u.strip())
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,20 @@ class BackendSettings:
     ollama_host: str = OLLAMA_HOST
     ollama_model: str = OLLAMA_MODEL
     fake_latency_ms: float = 0.0
+    openai_base_urls: tuple[str, ...] = (OPENAI_BASE_URLS,)
+    openai_model: str = OPENAI_MODEL
+    openai_api: str = "completions"
+    openai_cache_prompt: bool = True
+    openai_eject_s: float = 10.0
+    openai_max_connections: int = 64
+    openai_api_key: str | None = field(default=None, repr=False)  # never printed or logged
 
     @classmethod
     def from_env(
         cls, name: str | None = None, environ: Mapping[str, str] = os.environ
     ) -> BackendSettings:
         """``name`` (else ``SWITCHBOARD_BACKEND``) with ``SWITCHBOARD_OLLAMA_HOST``/``_MODEL``,
+        ``SWITCHBOARD_OPENAI_BASE_URLS``/``_MODEL``/``_API``/``_API_KEY``/``_CACHE_PROMPT``,
         ``SWITCHBOARD_MODEL_DIR`` and ``SWITCHBOARD_FAKE_LATENCY_MS``."""
         model_dir = environ.get("SWITCHBOARD_MODEL_DIR")
         return cls(
@@ -43,6 +58,14 @@ class BackendSettings:
             ollama_host=environ.get("SWITCHBOARD_OLLAMA_HOST", OLLAMA_HOST),
             ollama_model=environ.get("SWITCHBOARD_OLLAMA_MODEL", OLLAMA_MODEL),
             fake_latency_ms=float(environ.get("SWITCHBOARD_FAKE_LATENCY_MS", "0") or 0),
+            openai_base_urls=split_urls(
+                environ.get("SWITCHBOARD_OPENAI_BASE_URLS", OPENAI_BASE_URLS)
+            ),
+            openai_model=environ.get("SWITCHBOARD_OPENAI_MODEL", OPENAI_MODEL),
+            openai_api=environ.get("SWITCHBOARD_OPENAI_API", "completions"),
+            openai_cache_prompt=environ.get("SWITCHBOARD_OPENAI_CACHE_PROMPT", "true").lower()
+            not in ("0", "false", "no", "off"),
+            openai_api_key=environ.get("SWITCHBOARD_OPENAI_API_KEY") or None,
         )
 
 
@@ -60,6 +83,23 @@ def build_backend(settings: BackendSettings) -> LLMBackend:
         from engine.backends.ollama import OllamaBackend
 
         return OllamaBackend(model=settings.ollama_model, host=settings.ollama_host)
+    if settings.name == "openai":
+        from engine.backends.openai_compat import APIS, OpenAICompatibleBackend
+
+        api = next((a for a in APIS if a == settings.openai_api), None)
+        if api is None:
+            raise BackendConfigError(
+                f"SWITCHBOARD_OPENAI_API must be one of {APIS}, not {settings.openai_api!r}"
+            )
+        return OpenAICompatibleBackend(
+            settings.openai_base_urls,
+            settings.openai_model,
+            api_key=settings.openai_api_key,
+            api=api,
+            cache_prompt=settings.openai_cache_prompt,
+            eject_s=settings.openai_eject_s,
+            max_connections=settings.openai_max_connections,
+        )
     if settings.name == "embedded":
         try:
             from engine.backends.embedded import EmbeddedBackend

@@ -28,6 +28,7 @@ from engine.decide.prompts import PromptBuilder
 from engine.decide.record import (
     DecisionRecord,
     FiredRule,
+    HandOff,
     LLMResult,
     ModelStamp,
     PolicyStamp,
@@ -35,7 +36,7 @@ from engine.decide.record import (
     TokenUsage,
 )
 from engine.decide.rules import CompiledRules, RulesCache
-from engine.decide.workflow import Integrations, LoggingIntegrations, WorkflowContext, run_workflow
+from engine.decide.workflow import WorkflowContext, run_workflow
 from engine.errors import (
     MessageRejectedError,
     PolicyError,
@@ -130,7 +131,6 @@ class Engine:
         backend: LLMBackend,
         *,
         rules: CompiledRules,
-        integrations: Integrations | None = None,
         redactor: Redactor | None = None,
         pricing: Pricing | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -140,7 +140,6 @@ class Engine:
         self.policy = loaded.policy
         self.backend = backend
         self.rules = rules
-        self.integrations = integrations or LoggingIntegrations()
         self.redactor = redactor
         self.pricing = pricing or Pricing()
         self._clock = clock
@@ -366,7 +365,7 @@ class Engine:
             rules_error=rules_error,
         )
         matched = tuple(name for name, hit in prepared.keywords.items() if hit)
-        trace = run_workflow(
+        run = run_workflow(
             self.policy.workflows.for_category(outcome.category),
             WorkflowContext(
                 decision_id=prepared.decision_id,
@@ -377,8 +376,8 @@ class Engine:
                 keywords_matched=matched,
                 policy_revision=self.loaded.revision,
             ),
-            self.integrations,
         )
+        trace = run.trace
         total_ms = (time.perf_counter() - prepared.started) * 1000
         llm_ms = verdict.latency_ms
         prompt_tokens = verdict.prompt_tokens + verdict.cached_tokens
@@ -416,6 +415,7 @@ class Engine:
             decision_path=list(outcome.path),
             workflow=trace,
             next_step=trace.next_step,
+            handoffs=list(run.handoffs),
             timings=Timings(
                 total_ms=round(total_ms, 3),
                 redaction_ms=round(prepared.redaction_ms, 3),
@@ -429,6 +429,42 @@ class Engine:
             ),
             cost_usd=self.pricing.cost(prompt_tokens, verdict.output_tokens),
         )
+
+    def after_review(
+        self, record: Mapping[str, Any], category: Category, *, reviewer: str
+    ) -> tuple[HandOff, ...]:
+        """The hand-offs a reviewer's outcome implies for a stored decision record.
+
+        The reviewed ``category``'s workflow (which may differ from the decision's) runs from
+        its ``after_review`` step, as reviewed (no further review); what the decision's workflow
+        collected (channel, receipt, keywords, case id) is carried over.
+        """
+        workflow = self.policy.workflows.for_category(category)
+        if workflow.after_review is None:
+            return ()
+        case = (record.get("workflow") or {}).get("case") or {}
+        carried: dict[str, Any] = {
+            "review": {"category": category.value, "reviewer": reviewer},
+            "decided_category": record["category"],
+        }
+        if case.get("case_id"):
+            carried["case_id"] = case["case_id"]
+        run = run_workflow(
+            workflow,
+            WorkflowContext(
+                decision_id=str(record["decision_id"]),
+                category=category,
+                requires_human_review=False,
+                received_at=datetime.fromisoformat(str(record["created_at"])),
+                channel=str(record["channel"]),
+                keywords_matched=tuple(record.get("keywords_matched") or ()),
+                policy_revision=self.loaded.revision,
+                cause="review",
+                carried=tuple(carried.items()),
+            ),
+            start=workflow.after_review,
+        )
+        return run.handoffs
 
 
 def _confidence(

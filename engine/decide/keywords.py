@@ -98,14 +98,16 @@ def _compile(group: KeywordGroup) -> _CompiledGroup:
             always.append(_keyword_pattern(keyword))
             continue
         # One regex per phrase (they have no groups, so alone each matches as in an alternation).
-        pattern = re.compile(_keyword_pattern(keyword), re.IGNORECASE)
+        # Case-sensitive: text and keyword are both casefolded, and re.IGNORECASE would add
+        # matches a single word does not get (a dotless i, U+0131, would match "i").
+        pattern = re.compile(_keyword_pattern(keyword))
         by_first.setdefault(first.group(1), []).append(_Phrase(_whole_words(keyword), pattern))
-    always += [f"(?:{p})" for p in group.patterns]
+    always += [f"(?i:{p})" for p in group.patterns]  # a policy's own regexes ignore case
     return _CompiledGroup(
         frozenset(words),
         tuple(sorted(stems)),
         {w: tuple(phrases) for w, phrases in by_first.items()},
-        guard_alternation(always, re.IGNORECASE) if always else (),
+        guard_alternation(always, 0) if always else (),
     )
 
 

@@ -8,6 +8,7 @@ redacted text.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -81,6 +82,77 @@ class WorkflowTrace(_Frozen):
     case: CaseRecord | None = None
 
 
+class HandOff(_Frozen):
+    """One piece of work a decision hands to someone outside the engine: a human review queue or
+    an external system (ticketing, the safety database).
+
+    The engine only says what is to be handed off; the service commits it with the record (the
+    outbox) and delivers it afterwards. This model is the message format downstream systems
+    read (``schemas/handoff.v1.schema.json`` is generated from it).
+    """
+
+    schema_version: Literal[1] = Field(default=1, description="Version of this message format.")
+    idempotency_key: str = Field(
+        description="'<decision_id>:<step>'. The same hand-off always has the same key: a "
+        "consumer that has seen a key drops the message (delivery is at least once)."
+    )
+    decision_id: str = Field(description="The decision record: GET /decisions/{decision_id}.")
+    cause: Literal["decision", "review"] = Field(
+        description="'decision': implied by the decision; 'review': by a reviewer's outcome."
+    )
+    kind: Literal["review", "dispatch"] = Field(
+        description="'review': queue for a human; 'dispatch': hand to an external system."
+    )
+    step: str = Field(description="The workflow step that hands off (e.g. report_to_safety_db).")
+    target: str = Field(description="The review queue or the integration the step names.")
+    routing_key: str = Field(description="'review.<queue>' or 'dispatch.<integration>'.")
+    category: Category
+    policy_revision: str
+    payload: dict[str, JsonValue] = Field(
+        description="What the workflow collected for the step: channel, received_at, "
+        "keywords_matched, sla_due_at, case_id, review (when cause is 'review')."
+    )
+
+
+def handoff(
+    *,
+    decision_id: str,
+    cause: Literal["decision", "review"],
+    kind: Literal["review", "dispatch"],
+    step: str,
+    target: str,
+    category: Category,
+    policy_revision: str,
+    payload: dict[str, JsonValue],
+) -> HandOff:
+    """A hand-off with its idempotency key and routing key derived, the one place they are."""
+    return HandOff(
+        idempotency_key=f"{decision_id}:{step}",
+        decision_id=decision_id,
+        cause=cause,
+        kind=kind,
+        step=step,
+        target=target,
+        routing_key=f"{kind}.{target}",
+        category=category,
+        policy_revision=policy_revision,
+        payload=payload,
+    )
+
+
+HANDOFF_SCHEMA_ID = "https://switchboard.example/schemas/handoff.v1.schema.json"
+
+
+def handoff_schema() -> dict[str, object]:
+    """The hand-off message format as JSON Schema, generated from ``HandOff`` (the file in
+    ``schemas/`` is this, written by ``switchboard handoffs schema --write``)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": HANDOFF_SCHEMA_ID,
+        **HandOff.model_json_schema(),
+    }
+
+
 class Timings(_Frozen):
     total_ms: float
     redaction_ms: float
@@ -121,6 +193,10 @@ class DecisionRecord(_Frozen):
     decision_path: list[PathStep]
     workflow: WorkflowTrace
     next_step: str | None
+    handoffs: list[HandOff] = Field(
+        default_factory=list,
+        description="What the decision hands off; committed with the record, delivered after.",
+    )
     timings: Timings
     tokens: TokenUsage
     cost_usd: float

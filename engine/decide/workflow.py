@@ -2,72 +2,25 @@
 
 Internal steps (capture, enrich, create a case record) run at once. The run stops at a human review
 step (the decision waits in the review queue) or at an external step (ticketing, pharmacovigilance
-database), which is handed to an ``Integrations`` implementation. The engine ships a logging
-implementation: the real ticketing and safety-database clients are external boundaries.
+database). Either way the engine only *says* what is to be handed off: the run returns the
+hand-offs as data (``HandOff``), and the service commits them with the record and delivers them
+afterwards (``service/delivery/``). Nothing leaves the process from here.
+
+A reviewer's outcome continues the workflow: ``run_workflow(..., start=workflow.after_review)``
+runs the (possibly new) category's graph from the step the policy names for after a review.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal
+
+from pydantic import JsonValue
 
 from engine.categories import Category
-from engine.decide.record import CaseRecord, WorkflowTrace
+from engine.decide.record import CaseRecord, HandOff, WorkflowTrace, handoff
 from engine.policy.model import StepAction, Workflow
-
-
-class Integrations(Protocol):
-    """External systems a workflow hands work to."""
-
-    def queue_for_review(self, queue: str, payload: Mapping[str, Any]) -> None: ...
-
-    def dispatch(self, integration: str, step: str, payload: Mapping[str, Any]) -> None: ...
-
-
-class _AsJson:
-    """A log message that is its fields as JSON, encoded only if a handler formats the message
-    (the service's JSON formatter writes ``fields`` and never does)."""
-
-    __slots__ = ("fields",)
-
-    def __init__(self, fields: Mapping[str, Any]) -> None:
-        self.fields = fields
-
-    def __str__(self) -> str:
-        return json.dumps(self.fields)
-
-
-class LoggingIntegrations:
-    """Stand-in for ticketing, CRM and pharmacovigilance clients: logs each hand-off as JSON."""
-
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self._log = logger or logging.getLogger("switchboard.integrations")
-
-    def queue_for_review(self, queue: str, payload: Mapping[str, Any]) -> None:
-        fields = {"event": "queued_for_review", "queue": queue, **payload}
-        self._log.info("%s", _AsJson(fields), extra={"fields": fields})
-
-    def dispatch(self, integration: str, step: str, payload: Mapping[str, Any]) -> None:
-        fields = {"event": "dispatched", "integration": integration, "step": step, **payload}
-        self._log.info("%s", _AsJson(fields), extra={"fields": fields})
-
-
-class RecordingIntegrations:
-    """Keeps every hand-off in memory (tests, offline evaluation and replay: no side effects)."""
-
-    def __init__(self) -> None:
-        self.reviews: list[tuple[str, dict[str, Any]]] = []
-        self.dispatched: list[tuple[str, str, dict[str, Any]]] = []
-
-    def queue_for_review(self, queue: str, payload: Mapping[str, Any]) -> None:
-        self.reviews.append((queue, dict(payload)))
-
-    def dispatch(self, integration: str, step: str, payload: Mapping[str, Any]) -> None:
-        self.dispatched.append((integration, step, dict(payload)))
 
 
 @dataclass(frozen=True)
@@ -79,11 +32,23 @@ class WorkflowContext:
     channel: str
     keywords_matched: tuple[str, ...]
     policy_revision: str
+    cause: Literal["decision", "review"] = "decision"
+    carried: tuple[tuple[str, Any], ...] = ()
+    """Payload fields a continuation carries over from the decision (case id, the review)."""
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    """Where the run stopped, and what it hands off (at most one hand-off per run today)."""
+
+    trace: WorkflowTrace
+    handoffs: tuple[HandOff, ...]
 
 
 def run_workflow(
-    workflow: Workflow, ctx: WorkflowContext, integrations: Integrations
-) -> WorkflowTrace:
+    workflow: Workflow, ctx: WorkflowContext, *, start: str | None = None
+) -> WorkflowRun:
+    """Run ``workflow`` from ``start`` (default: its start step) until someone else must act."""
     completed: list[str] = []
     case: CaseRecord | None = None
     enriched: dict[str, Any] = {}
@@ -92,12 +57,26 @@ def run_workflow(
         if workflow.sla_hours
         else None
     )
-    payload: dict[str, Any] = {
+    payload: dict[str, JsonValue] = {
         "decision_id": ctx.decision_id,
         "category": ctx.category.value,
         "policy_revision": ctx.policy_revision,
     }
-    name: str | None = workflow.start
+    payload.update(dict(ctx.carried))
+
+    def hand_off(kind: Literal["review", "dispatch"], step: str, target: str) -> HandOff:
+        return handoff(
+            decision_id=ctx.decision_id,
+            cause=ctx.cause,
+            kind=kind,
+            step=step,
+            target=target,
+            category=ctx.category,
+            policy_revision=ctx.policy_revision,
+            payload=dict(payload),
+        )
+
+    name: str | None = start or workflow.start
     for _ in range(len(workflow.steps) + 1):  # graphs are acyclic (checked at load)
         if name is None:
             break
@@ -121,8 +100,7 @@ def run_workflow(
         elif step.action is StepAction.QUEUE_HUMAN_REVIEW:
             if ctx.requires_human_review:
                 assert step.queue is not None  # checked at load
-                integrations.queue_for_review(step.queue, payload)
-                return WorkflowTrace(
+                trace = WorkflowTrace(
                     name=ctx.category,
                     completed=completed,
                     next_step=name,
@@ -131,10 +109,10 @@ def run_workflow(
                     sla_due_at=due,
                     case=case,
                 )
+                return WorkflowRun(trace, (hand_off("review", name, step.queue),))
         elif step.action is StepAction.EXTERNAL:
             assert step.integration is not None  # checked at load
-            integrations.dispatch(step.integration, name, payload)
-            return WorkflowTrace(
+            trace = WorkflowTrace(
                 name=ctx.category,
                 completed=completed,
                 next_step=name,
@@ -142,9 +120,10 @@ def run_workflow(
                 sla_due_at=due,
                 case=case,
             )
+            return WorkflowRun(trace, (hand_off("dispatch", name, step.integration),))
         completed.append(name)
         name = follow
-    return WorkflowTrace(
+    trace = WorkflowTrace(
         name=ctx.category,
         completed=completed,
         next_step=None,
@@ -152,3 +131,4 @@ def run_workflow(
         sla_due_at=due,
         case=case,
     )
+    return WorkflowRun(trace, ())

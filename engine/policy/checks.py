@@ -211,6 +211,24 @@ def check_workflows(s: Sections) -> Iterator[Finding]:
                 yield ((*base, "steps", name), "external step needs an integration")
             if step.action is StepAction.QUEUE_HUMAN_REVIEW and step.queue is None:
                 yield ((*base, "steps", name), "review step needs a queue")
+        if wf.after_review is not None:
+            review_exits = {
+                step.next
+                for step in wf.steps.values()
+                if step.action is StepAction.QUEUE_HUMAN_REVIEW
+            }
+            if wf.after_review not in wf.steps:
+                yield (
+                    (*base, "after_review"),
+                    f"after_review names unknown step {wf.after_review!r}",
+                )
+            elif wf.after_review not in review_exits:
+                yield (
+                    (*base, "after_review"),
+                    f"after_review {wf.after_review!r} must be the step a review step leads to "
+                    "(the 'next' of a queue_human_review step: "
+                    f"{sorted(n for n in review_exits if n)})",
+                )
         reachable, cyclic = _walk(wf)
         if cyclic:
             yield ((*base, "steps"), "workflow graph has a cycle")
@@ -222,6 +240,12 @@ def check_workflows(s: Sections) -> Iterator[Finding]:
                 yield (base, "the safety workflow must reach a human review step")
             if wf.sla_hours is None:
                 yield ((*base, "sla_hours"), "the safety workflow must declare sla_hours")
+            if wf.after_review is None:
+                yield (
+                    (*base, "after_review"),
+                    "the safety workflow must say which step follows the review (after_review), "
+                    "or a confirmed case never reaches the safety database",
+                )
 
 
 def check_redaction(s: Sections) -> Iterator[Finding]:

@@ -282,6 +282,11 @@ class Workflow(_Strict):
         default=None, gt=0, le=24 * 30, description="Time by which the workflow must finish."
     )
     steps: dict[Identifier, WorkflowStep] = Field(min_length=1, max_length=50)
+    after_review: Identifier | None = Field(
+        default=None,
+        description="The step a decision continues from once a reviewer has decided, also when "
+        "the reviewer moved it into this category; none ends the workflow at the review.",
+    )
 
 
 class Workflows(_Strict):

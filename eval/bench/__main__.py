@@ -1,7 +1,9 @@
 """``python -m eval.bench [WHICH ...] [--long]``: the benchmarks, short by default.
 
 WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, fairness, or all
-(default).
+(default); ``outage`` (needs RabbitMQ; not part of all) cuts the broker while traffic flows and
+writes ``docs/delivery/outage.{csv,json,png}``.
+``openai`` (not in all: it starts a llama.cpp server, or uses ``--openai-base-url``).
 
 Spike options: ``--max-loop-lag-ms N`` and ``--busy-cores K`` (see ``eval/bench/spike.py``).
 """
@@ -28,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="spike: processes that spin during the run (a machine with noisy neighbours)",
     )
+    parser.add_argument(
+        "--openai-base-url", help="openai: an OpenAI-compatible server (default: start one)"
+    )
+    parser.add_argument("--openai-model", default=None, help="openai: the served model name")
     args = parser.parse_args(argv)
     which = set(args.which)
     everything = "all" in which
@@ -39,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import model_path
 
         model_path.run(n=60 if args.long else 20)
+    if "openai" in which:
+        from eval.bench import openai_path
+
+        kwargs = {"model": args.openai_model} if args.openai_model else {}
+        openai_path.run(n=60 if args.long else 20, base_url=args.openai_base_url, **kwargs)
     if everything or "service" in which:
         from eval.bench import service_throughput
 
@@ -78,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import fairness
 
         fairness.run(seconds=30 if args.long else 10)
+    if "outage" in which:
+        from eval.bench import broker_outage
+
+        broker_outage.run(outage_s=30 if args.long else 15)
     return 0
 
 

@@ -23,7 +23,6 @@ from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import CATEGORIES, Category, Channel
 from engine.decide.engine import DecisionRequest, Engine
 from engine.decide.rules import RulesCache
-from engine.decide.workflow import RecordingIntegrations
 from engine.policy.loader import LoadedPolicy, load_policy
 from eval.bench.messages import MESSAGES
 from eval.bench.report import emit, summary
@@ -71,7 +70,6 @@ def fake_engine(loaded: LoadedPolicy, probability: float = 0.7) -> Engine:
         loaded,
         FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, probability)),
         rules_cache=RulesCache(),
-        integrations=RecordingIntegrations(),
     )
 
 
@@ -100,7 +98,6 @@ def _mix_engine_ms(loaded: LoadedPolicy, *, presidio: bool, passes: int) -> list
         loaded,
         FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.7)),
         rules_cache=RulesCache(),
-        integrations=RecordingIntegrations(),
         redactor_factory=redactor_factory,
     )
     mix = [DecisionRequest(message=m.text, channel=m.channel) for m in traffic_mix()]

@@ -90,7 +90,13 @@ def _wait_ready(server: Server, path: str, timeout_s: float = 90) -> None:
 
 @contextlib.contextmanager
 def run_server(
-    name: str, argv: list[str], env: Mapping[str, str], ready_path: str, logdir: Path
+    name: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    ready_path: str,
+    logdir: Path,
+    *,
+    ready_timeout_s: float = 90,
 ) -> Iterator[Server]:
     port = free_port()
     log = logdir / f"{name}.log"
@@ -104,7 +110,7 @@ def run_server(
         )
     server = Server(name, f"http://{HOST}:{port}", proc, log)
     try:
-        _wait_ready(server, ready_path)
+        _wait_ready(server, ready_path, ready_timeout_s)
         yield server
     finally:
         proc.send_signal(signal.SIGTERM)

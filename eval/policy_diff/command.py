@@ -21,7 +21,6 @@ from engine import (
     Engine,
     LoadedPolicy,
     PolicyError,
-    RecordingIntegrations,
     ReplayError,
     RulesCache,
     default_prompts_dir,
@@ -175,7 +174,6 @@ async def _diff_policy(
             loaded,
             backend,
             rules_cache=rules_cache,
-            integrations=RecordingIntegrations(),
         )
 
     replayer = Replayer(build(base), build(head), deadline_s=deadline_s)

@@ -1,9 +1,11 @@
 """Group commit for the audit stores: one writer thread, and a caller that waits for COMMIT.
 
-Both audit stores (SQLite and PostgreSQL) queue their inserts here. One thread takes whatever
-is queued (up to ``batch`` items) and hands it to the store's ``commit`` function as one
-transaction; each caller's ``submit`` resolves only when its own row is committed, or raises the
-error that stopped it. That is what lets the service answer 200 only for a stored decision.
+Both audit stores (SQLite and PostgreSQL) queue their writes here. A caller submits one *unit*:
+the statements that must commit together (a decision and its outbox rows, a review outcome and
+its follow-on hand-offs). One thread takes whatever is queued (up to ``batch`` units) and hands it
+to the store's ``commit`` function as one transaction; each caller's ``submit`` resolves only when
+its own unit is committed, or raises the error that stopped it. That is what lets the service
+answer 200 only for a stored decision, and lets nothing be handed off that was not stored.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-Work = tuple[str, tuple[Any, ...], "Future[None]"]
-"""One queued statement: SQL, its parameters, and the future its caller waits on."""
+Statement = tuple[str, tuple[Any, ...]]
+"""SQL and its parameters."""
+Work = tuple[tuple[Statement, ...], "Future[None]"]
+"""One queued unit: statements that commit together or not at all, and its caller's future."""
 
 _STOP = object()
 
@@ -24,7 +28,8 @@ _STOP = object()
 class GroupCommitWriter:
     """A daemon thread that commits queued statements in batches through ``commit``.
 
-    ``commit`` must settle every future in the batch it is given (result or exception).
+    ``commit`` must settle every future in the batch it is given (result or exception), and
+    commit each unit whole or not at all.
     """
 
     def __init__(
@@ -51,12 +56,18 @@ class GroupCommitWriter:
                     self._queue.put(_STOP)  # finish this batch, then stop
                     break
                 work.append(nxt)
-            self._commit(work)
+            # A caller cancelled while waiting (a task stopped at shutdown) has cancelled its
+            # future; that unit is dropped. The others become uncancellable here, so that
+            # ``commit`` can always settle them: a cancelled future would make ``set_result``
+            # raise and end this thread, and every later write would wait for ever.
+            work = [w for w in work if w[1].set_running_or_notify_cancel()]
+            if work:
+                self._commit(work)
 
-    async def submit(self, statement: str, params: tuple[Any, ...]) -> None:
-        """Queue one statement and return once it is committed (or raise why it was not)."""
+    async def submit(self, *statements: Statement) -> None:
+        """Queue one unit and return once all of it is committed (or raise why it was not)."""
         fut: Future[None] = Future()
-        self._queue.put((statement, params, fut))
+        self._queue.put((statements, fut))
         await asyncio.wrap_future(fut)
 
     async def stop(self, timeout_s: float = 10) -> None:

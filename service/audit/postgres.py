@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from engine import AuditStoreError
+from service.audit import outbox
 from service.audit.group_commit import GroupCommitWriter, Work
 from service.audit.rows import SqlAuditStore
 
@@ -146,9 +147,9 @@ class PostgresAuditStore(SqlAuditStore):
     def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in _DDL:
+            for statement in [*_DDL, *outbox.POSTGRES_DDL]:
                 conn.execute(statement)
-            for name, table, when, level in _TRIGGERS:
+            for name, table, when, level in [*_TRIGGERS, *outbox.POSTGRES_TRIGGERS]:
                 conn.execute(
                     sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
                         sql.Identifier(name), sql.Identifier(table)
@@ -172,26 +173,30 @@ class PostgresAuditStore(SqlAuditStore):
         try:
             conn = self._writer()
             with conn.transaction(), conn.pipeline(), conn.cursor() as cur:
-                for statement, params, _ in work:
-                    cur.execute(statement, params)
+                for statements, _ in work:
+                    for statement, params in statements:
+                        cur.execute(statement, params)
         except psycopg.OperationalError as exc:
             self._fail(work, exc)  # the server is gone: the caller answers 503, not a lie
             return
         except psycopg.Error:
-            # Retry one by one so a bad row cannot take the others down with it.
-            for statement, params, fut in work:
+            # Retry unit by unit so a bad unit cannot take the others down with it.
+            for statements, fut in work:
                 try:
-                    self._writer().execute(statement, params)
+                    conn = self._writer()
+                    with conn.transaction(), conn.cursor() as cur:
+                        for statement, params in statements:
+                            cur.execute(statement, params)
                 except psycopg.Error as exc:
                     fut.set_exception(exc)
                 else:
                     fut.set_result(None)
             return
-        for _, _, fut in work:
+        for _, fut in work:
             fut.set_result(None)
 
     def _fail(self, work: list[Work], exc: BaseException) -> None:
-        for _, _, fut in work:
+        for _, fut in work:
             fut.set_exception(exc)
         if self._conn is not None:
             self._conn.close()

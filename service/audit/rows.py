@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine import AuditStoreError, DecisionRecord
-from engine.decide.record import encode_record
-from service.audit.group_commit import GroupCommitWriter
+from engine.decide.record import HandOff, encode_record
+from service.audit import outbox
+from service.audit.group_commit import GroupCommitWriter, Statement
+from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.audit.store import AccessRecord, PendingReview, RecordedDecision, ReviewOutcome
 
 _INSERT_DECISION = (
@@ -110,6 +112,13 @@ class SqlAuditStore:
             raise AuditStoreError(f"{self._name} was opened read-only")
         return self._group
 
+    def _sql(self, statement: str) -> str:
+        return statement.format(p=self._placeholder, json=self._json_cast)
+
+    def _outbox(self, handoffs: Iterable[HandOff], at: str) -> list[Statement]:
+        insert = self._sql(outbox.INSERT)
+        return [(insert, outbox.outbox_row(h, at)) for h in handoffs]
+
     async def append(
         self,
         record: DecisionRecord,
@@ -118,17 +127,59 @@ class SqlAuditStore:
         tenant: str = "",
         region: str = "",
     ) -> None:
-        statement = _INSERT_DECISION.format(p=self._placeholder, json=self._json_cast)
+        # The record (with its tenant and region) and the hand-offs it implies: one transaction
+        # (the transactional outbox), in the store of the tenant's region.
         await self._writable().submit(
-            statement, decision_row(record, encoded, tenant=tenant, region=region)
+            (
+                self._sql(_INSERT_DECISION),
+                decision_row(record, encoded, tenant=tenant, region=region),
+            ),
+            *self._outbox(record.handoffs, record.created_at),
         )
 
-    async def add_review(self, outcome: ReviewOutcome) -> None:
-        statement = _INSERT_REVIEW.format(p=self._placeholder)
-        await self._writable().submit(statement, review_row(outcome))
+    async def add_review(self, outcome: ReviewOutcome, handoffs: Sequence[HandOff] = ()) -> None:
+        await self._writable().submit(
+            (self._sql(_INSERT_REVIEW), review_row(outcome)),
+            *self._outbox(handoffs, outcome.created_at),
+        )
+
+    # -- the outbox: read by the dispatcher, settled through the same writer ------------------
+
+    async def pending_handoffs(self, after_id: int, limit: int) -> list[OutboxEntry]:
+        rows = await self._query(outbox.PENDING, after_id, limit)
+        return [OutboxEntry(int(i), _record(message)) for i, message in rows]
+
+    async def outbox_depth(self, after_id: int = 0) -> tuple[int, int | None]:
+        """Pending hand-offs (beyond ``after_id``) and the oldest one's row id."""
+        [(count, oldest)] = await self._query(outbox.DEPTH, after_id)
+        return int(count), None if oldest is None else int(oldest)
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        if settlements:
+            statement = self._sql(outbox.SETTLE)
+            await self._writable().submit(
+                *[
+                    (statement, (s.outbox_id, s.state, s.attempts, s.reason, s.at))
+                    for s in settlements
+                ]
+            )
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        return [DeadLetter(*row) for row in await self._query(outbox.DEAD, limit)]
+
+    async def dead_letter_count(self) -> int:
+        rows = await self._query(outbox.DEAD_COUNT)
+        return int(rows[0][0])
+
+    async def handoffs_for(self, decision_id: str) -> list[HandOffState]:
+        return [
+            HandOffState(key, routing, at, state or "pending", attempts or 0, reason)
+            for key, routing, at, state, attempts, reason in await self._query(
+                outbox.FOR_DECISION, decision_id
+            )
+        ]
 
     async def record_access(self, access: AccessRecord) -> None:
-        statement = _INSERT_ACCESS.format(p=self._placeholder)
         row = (
             access.at,
             access.subject,
@@ -137,7 +188,7 @@ class SqlAuditStore:
             access.action,
             json.dumps(list(access.decision_ids)),
         )
-        await self._writable().submit(statement, row)
+        await self._writable().submit((self._sql(_INSERT_ACCESS), row))
 
     async def accesses(self, limit: int) -> list[AccessRecord]:
         rows = await self._query(
@@ -152,7 +203,7 @@ class SqlAuditStore:
 
     async def _query(self, statement: str, *params: Any, tenant: str | None = None) -> list[Any]:
         where = "" if tenant is None else _TENANT.format(p=self._placeholder)
-        text = statement.format(p=self._placeholder, t=where, q="")
+        text = statement.format(p=self._placeholder, json=self._json_cast, t=where, q="")
         args = params if tenant is None else (*params[:-1], tenant, params[-1])
         return await asyncio.to_thread(self._read, text, args)
 
@@ -163,11 +214,7 @@ class SqlAuditStore:
         return _record(rows[0][0]) if rows else None
 
     async def reviews_for(self, decision_id: str) -> list[ReviewOutcome]:
-        statement = _REVIEWS_FOR.format(p=self._placeholder)
-        return [
-            ReviewOutcome(*row)
-            for row in await asyncio.to_thread(self._read, statement, (decision_id,))
-        ]
+        return [ReviewOutcome(*row) for row in await self._query(_REVIEWS_FOR, decision_id)]
 
     async def pending_reviews(
         self,
@@ -210,6 +257,16 @@ class SqlAuditStore:
             self._read, _RECENT.format(p=self._placeholder, t=where), args
         )
         return [RecordedDecision(_record(value), reviewed) for value, reviewed in reversed(rows)]
+
+    async def ping(self) -> None:
+        # Through the group writer, like a decision: the writer thread is alive, the database
+        # takes a write transaction (SQLite: BEGIN IMMEDIATE). A SELECT writes nothing.
+        try:
+            await self._writable().submit(("SELECT 1", ()))
+        except AuditStoreError:
+            raise
+        except Exception as exc:
+            raise AuditStoreError(f"{self._name} cannot commit: {type(exc).__name__}") from exc
 
     async def count(self, *, tenant: str | None = None) -> int:
         where = "" if tenant is None else _TENANT.format(p=self._placeholder)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from engine import AuditStoreError
-from service.audit.group_commit import GroupCommitWriter, Work
+from service.audit import outbox
+from service.audit.group_commit import GroupCommitWriter, Statement, Work
 from service.audit.rows import SqlAuditStore
 
 SCHEMA = """
@@ -92,7 +93,7 @@ class SQLiteAuditStore(SqlAuditStore):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
-        self._writer.executescript(SCHEMA)
+        self._writer.executescript(SCHEMA + outbox.SQLITE_DDL)
         _add_tenancy(self._writer)
         self._reader = self._connect()
         self._group = GroupCommitWriter(self._commit, batch=batch)
@@ -109,23 +110,31 @@ class SQLiteAuditStore(SqlAuditStore):
         writer = self._writer
         assert writer is not None  # only the writable store has a group writer
         try:
-            writer.execute("BEGIN IMMEDIATE")
-            for sql, params, _ in work:
-                writer.execute(sql, params)
-            writer.execute("COMMIT")
+            self._transaction(writer, [st for statements, _ in work for st in statements])
         except sqlite3.Error:
-            writer.execute("ROLLBACK") if writer.in_transaction else None
-            # Retry one by one so a bad row cannot take the others down with it.
-            for sql, params, fut in work:
+            # Retry unit by unit so a bad unit cannot take the others down with it.
+            for statements, fut in work:
                 try:
-                    writer.execute(sql, params)
+                    self._transaction(writer, statements)
                 except sqlite3.Error as exc:
                     fut.set_exception(exc)
                 else:
                     fut.set_result(None)
             return
-        for _, _, fut in work:
+        for _, fut in work:
             fut.set_result(None)
+
+    @staticmethod
+    def _transaction(writer: sqlite3.Connection, statements: Sequence[Statement]) -> None:
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            for sql, params in statements:
+                writer.execute(sql, params)
+            writer.execute("COMMIT")
+        except sqlite3.Error:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            raise
 
     def _read(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:

@@ -1,16 +1,20 @@
 """The audit store's contract: append-only decisions and review outcomes, and how they are read.
 
 ``append`` returns only once the record is durable: the service answers 200 only for a stored
-decision. Both databases implement every read here through ``service.audit.rows``.
+decision. The hand-offs a decision (``record.handoffs``) or a review implies are committed in the
+same transaction (the outbox, ``service.audit.outbox``) and delivered afterwards by
+``service.delivery``. Both databases implement every read here through ``service.audit.rows``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from engine import DecisionRecord
+from engine import DecisionRecord, HandOff
+from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,25 @@ class AuditStore(Protocol):
         self, decision_id: str, *, tenant: str | None = None
     ) -> dict[str, Any] | None: ...
 
-    async def add_review(self, outcome: ReviewOutcome) -> None: ...
+    async def add_review(self, outcome: ReviewOutcome, handoffs: Sequence[HandOff] = ()) -> None:
+        """Commit the outcome and the follow-on hand-offs it implies, in one transaction."""
+        ...
+
+    async def pending_handoffs(self, after_id: int, limit: int) -> list[OutboxEntry]:
+        """Committed hand-offs not yet settled, oldest first, with row ids above ``after_id``."""
+        ...
+
+    async def outbox_depth(self, after_id: int = 0) -> tuple[int, int | None]: ...
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        """Record delivered, dead or replay states (the delivery-state table, not the outbox)."""
+        ...
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]: ...
+
+    async def dead_letter_count(self) -> int: ...
+
+    async def handoffs_for(self, decision_id: str) -> list[HandOffState]: ...
 
     async def reviews_for(self, decision_id: str) -> list[ReviewOutcome]: ...
 
@@ -100,6 +122,11 @@ class AuditStore(Protocol):
     async def accesses(self, limit: int) -> list[AccessRecord]: ...
 
     async def count(self, *, tenant: str | None = None) -> int: ...
+
+    async def ping(self) -> None:
+        """Return once a write transaction committed through the writer; raise
+        ``AuditStoreError`` when none can (readiness: this replica can record a decision)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -104,6 +104,9 @@ async def classify(
                 headers={"Retry-After": "1"},
             ) from exc
         store_seconds = time.perf_counter() - started
+        dispatcher = state.dispatcher_for(store)  # the caller's region's outbox
+        if dispatcher is not None:
+            dispatcher.nudge()  # its hand-offs are committed: deliver them now
     finally:
         state.admission.release(admitted)
         state.metrics.in_flight.dec()

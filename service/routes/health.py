@@ -1,13 +1,24 @@
-"""Probes and metrics for the platform."""
+"""Probes and metrics for the platform.
+
+``/healthz``: the process is alive. ``/readyz``: this replica can give a decision (a policy is
+active, the audit store commits); the model's health is a field of its body and a metric, never
+a reason to be taken out of rotation, because the policy's fallbacks decide without the model.
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from engine import AuditStoreError
+from engine.backends.openai_compat import OpenAICompatibleBackend
 from service.access.guard import public
 from service.problems import ProblemError, documented
-from service.state import app_state
+from service.state import AppState, app_state
+
+STORE_PING_TIMEOUT_S = 2.0
 
 router = APIRouter(tags=["probes"], dependencies=[public()])
 
@@ -21,12 +32,17 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="A policy is active and the model answered its last probe",
+    summary="This replica can give a decision: a policy is active and the audit store commits",
+    description="Model health does not decide readiness: with the model down the policy's "
+    "fallbacks still decide (rules-only, with human review), and a Service that took every "
+    "replica out of rotation would turn that degradation into refused connections. Model "
+    "health is reported in `model` here, in `switchboard_model_up` and "
+    "`switchboard_circuit_open`.",
     responses=documented(
         {503: "Not ready"},
         example={
             "status": "ready",
-            "backend": "embedded",
+            "backend": "openai",
             "policies": [
                 {
                     "id": "contact-center",
@@ -35,20 +51,44 @@ async def healthz() -> dict[str, str]:
                     "loaded_at": "2026-11-23T12:00:00+00:00",
                 }
             ],
+            "model": {
+                "healthy": True,
+                "circuit": "closed",
+                "endpoints": [{"url": "http://vllm-0:8000/v1", "healthy": True}],
+            },
         },
     ),
 )
 async def readyz(request: Request) -> dict[str, object]:
     state = app_state(request)
     active = state.holder.active
-    if active is None or not state.backend_ready:
-        raise ProblemError(
-            503,
-            "Not ready",
-            "no policy loaded" if active is None else "model backend did not answer its probe",
-            headers={"Retry-After": "5"},
+    if active is None:
+        raise ProblemError(503, "Not ready", "no policy loaded", headers={"Retry-After": "5"})
+    try:
+        await asyncio.wait_for(state.store.ping(), timeout=STORE_PING_TIMEOUT_S)
+    except (AuditStoreError, asyncio.TimeoutError) as exc:
+        detail = "the audit store does not commit" + (
+            f": {exc}" if isinstance(exc, AuditStoreError) else " in time"
         )
-    return {"status": "ready", "policies": active.describe(), "backend": state.guard.name}
+        raise ProblemError(503, "Not ready", detail, headers={"Retry-After": "5"}) from exc
+    return {
+        "status": "ready",
+        "policies": active.describe(),
+        "backend": state.guard.name,
+        "model": model_health(state),
+    }
+
+
+def model_health(state: AppState) -> dict[str, object]:
+    """The model's health as this replica sees it: for alerts and people, not for routing."""
+    health: dict[str, object] = {
+        "healthy": state.model_healthy,
+        "circuit": state.guard.breaker.state,
+    }
+    backend = state.guard.backend
+    if isinstance(backend, OpenAICompatibleBackend):
+        health["endpoints"] = backend.describe()
+    return health
 
 
 @router.get(

@@ -1,4 +1,9 @@
-"""Audit and review: stored decisions, the review queue, reviewer outcomes, labelled export."""
+"""Audit and review: stored decisions, the review queue, reviewer outcomes, labelled export.
+
+A reviewer's outcome continues the workflow: the reviewed category's workflow runs from its
+``after_review`` step (``Engine.after_review``), and the outcome is committed with the hand-offs
+that implies in one transaction, then delivered like any other hand-off.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,17 @@ import io
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
+from engine.errors import PolicyNotFoundError
 from service.access.control import Caller
 from service.access.guard import requires
 from service.access.principal import Permission
 from service.api import ReviewRequest
 from service.audit import AccessRecord, ReviewOutcome, now_iso
 from service.problems import ProblemError, documented
+from service.state import app_state
 
 router = APIRouter(tags=["audit and review"])
 _PENDING = {
@@ -41,7 +48,10 @@ _RECORD = {
         "policy": {"id": "contact-center", "version": "1.0.0", "revision": "ae813cfa9d05837d"},
         "...": "...",
     },
+    "tenant": "acme",
+    "region": "eu",
     "reviews": [_REVIEW],
+    "handoffs": [],
 }
 
 
@@ -88,12 +98,14 @@ async def get_decision(
     tenant, store = caller.scoped()
     record = await _visible(caller, decision_id)
     reviews = await store.reviews_for(decision_id)
+    handoffs = await store.handoffs_for(decision_id)
     await _audit_access(caller, "read_decision", [decision_id])
     return {
         "record": record,
         "tenant": tenant.id,
         "region": tenant.region,
         "reviews": [asdict(r) for r in reviews],
+        "handoffs": [asdict(h) for h in handoffs],
     }
 
 
@@ -123,28 +135,47 @@ async def pending(
             **_ACCESS,
             400: "Malformed JSON or not UTF-8",
             404: "No such decision",
+            409: "The decision's policy is no longer loaded",
             413: "Body too large",
         },
-        example=_REVIEW,
+        example={**_REVIEW, "handoffs": [f"{_PENDING['decision_id']}:report_to_safety_db"]},
         status=201,
     ),
 )
 async def review(
     decision_id: str,
     body: ReviewRequest,
+    request: Request,
     caller: Annotated[Caller, requires(Permission.RESOLVE_REVIEWS)],
 ) -> dict[str, Any]:
+    state = app_state(request)
     _, store = caller.scoped()
-    await _visible(caller, decision_id)
+    record = await _visible(caller, decision_id)
+    engines = state.holder.active
+    if engines is None:
+        raise ProblemError(503, "Not ready", "No policy is loaded.", headers={"Retry-After": "5"})
+    try:
+        engine = engines.get(str(record["policy"]["id"]))
+    except PolicyNotFoundError as exc:
+        raise ProblemError(
+            409,
+            "Policy no longer loaded",
+            f"{exc}; the decision's workflow cannot continue until it is loaded again",
+        ) from exc
+    reviewer = caller.principal.subject
+    handoffs = engine.after_review(record, body.category, reviewer=reviewer)
     outcome = ReviewOutcome(
         decision_id=decision_id,
         category=body.category.value,
         note=body.note,
-        reviewer=caller.principal.subject,
+        reviewer=reviewer,
         created_at=now_iso(),
     )
-    await store.add_review(outcome)
-    return asdict(outcome)
+    await store.add_review(outcome, handoffs)  # with its hand-offs, in the tenant's region
+    dispatcher = state.dispatcher_for(store)
+    if dispatcher is not None:
+        dispatcher.nudge()
+    return {**asdict(outcome), "handoffs": [h.idempotency_key for h in handoffs]}
 
 
 @router.get(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,64 @@ def test_containers_declare_resources_and_probes(name: str) -> None:
             assert container["resources"]["limits"]["memory"]
             assert "readinessProbe" in container
             assert "livenessProbe" in container
+
+
+def _vllm_docs() -> list[dict[str, Any]]:
+    out = []
+    for path in sorted((REPO / "deploy-vllm").glob("*.yaml")):
+        out += [d for d in yaml.safe_load_all(path.read_text("utf-8")) if d is not None]
+    return out
+
+
+def test_the_vllm_pool_overlay_points_the_service_at_a_prefix_cached_gpu_pool() -> None:
+    docs = _vllm_docs()
+    kustomization = next(d for d in docs if d["kind"] == "Kustomization")
+    assert "vllm.yaml" in kustomization["resources"]
+    pool = next(d for d in docs if d["kind"] == "StatefulSet")
+    pod = pool["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]
+    (container,) = pod["containers"]
+    assert "--enable-prefix-caching" in container["args"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {v["name"] for v in pod["volumes"]} >= {"models"}
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["path"] == "/health"
+    served = next(a for a in container["args"] if a.startswith("--served-model-name="))
+    patch = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e for e in patch["spec"]["template"]["spec"]["containers"][0]["env"]}
+    known = {f"SWITCHBOARD_{f.upper()}" for f in Settings.model_fields}
+    assert set(env) <= known
+    assert env["SWITCHBOARD_BACKEND"]["value"] == "openai"
+    assert env["SWITCHBOARD_OPENAI_MODEL"]["value"] == served.split("=", 1)[1]
+    values = {k.removeprefix("SWITCHBOARD_").lower(): e.get("value") for k, e in env.items()}
+    settings = Settings(**{k: v for k, v in values.items() if v is not None})
+    urls = settings.backend_settings().openai_base_urls
+    assert len(urls) == pool["spec"]["replicas"]
+    for i, url in enumerate(urls):
+        name = pool["metadata"]["name"]
+        assert url.startswith(f"http://{name}-{i}.{pool['spec']['serviceName']}.")
+
+
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="needs kubectl (its built-in kustomize)"
+)
+def test_the_vllm_overlay_builds_without_the_ollama_pool() -> None:
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(REPO / "deploy-vllm")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d is not None]
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("StatefulSet", "switchboard-vllm") in names
+    assert not {n for n in names if n[1] == "switchboard-ollama"}
+    service = next(d for d in docs if d["kind"] == "Deployment")
+    env = {
+        e["name"]: e.get("value")
+        for e in service["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["SWITCHBOARD_BACKEND"] == "openai"
+    assert not {k for k in env if k.startswith("SWITCHBOARD_OLLAMA")}

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from engine import AuditStoreError, DecisionRecord, PromptRenderError
+from engine import AuditStoreError, DecisionRecord, HandOff, PromptRenderError
 from service.app import create_app
 from service.audit import AccessRecord, PendingReview, RecordedDecision, ReviewOutcome
+from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.settings import Settings
 from tests.conftest import REPO
 from tests.service.conftest import serve
@@ -40,7 +42,28 @@ class _BrokenStore:
     async def get(self, decision_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
         raise self.error
 
-    async def add_review(self, outcome: ReviewOutcome) -> None:
+    async def ping(self) -> None:
+        return None
+
+    async def add_review(self, outcome: ReviewOutcome, handoffs: Sequence[HandOff] = ()) -> None:
+        raise self.error
+
+    async def pending_handoffs(self, after_id: int, limit: int) -> list[OutboxEntry]:
+        raise self.error
+
+    async def outbox_depth(self, after_id: int = 0) -> tuple[int, int | None]:
+        raise self.error
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        raise self.error
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        raise self.error
+
+    async def dead_letter_count(self) -> int:
+        raise self.error
+
+    async def handoffs_for(self, decision_id: str) -> list[HandOffState]:
         raise self.error
 
     async def reviews_for(self, decision_id: str) -> list[ReviewOutcome]:

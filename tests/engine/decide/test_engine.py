@@ -13,7 +13,6 @@ from engine.categories import Category, Channel, VerdictStatus
 from engine.decide.engine import DecisionRequest, Engine
 from engine.decide.facts import DecisionFacts
 from engine.decide.rules import RulesCache
-from engine.decide.workflow import RecordingIntegrations
 from engine.errors import MessageRejectedError, RedactionFailedError, RulesEngineError
 from engine.pii.base import Redacted, Redactor
 from engine.policy.loader import LoadedPolicy, load_policy
@@ -44,7 +43,6 @@ def _engine(
         loaded,
         backend,
         rules_cache=cache,
-        integrations=RecordingIntegrations(),
         redactor_factory=None if redactor is None else (lambda _: redactor),
         **kw,
     )
@@ -193,7 +191,6 @@ def test_rules_engine_failure_fails_closed(loaded: LoadedPolicy) -> None:
         loaded,
         FakeBackend([_probs(0.95, 0.03, 0.02)]),
         rules=_BrokenRules(),  # type: ignore[arg-type]
-        integrations=RecordingIntegrations(),
     )
     record = asyncio.run(engine.decide(DecisionRequest(message="what are your hours?")))
     assert record.category is SAFETY

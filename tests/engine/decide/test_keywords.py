@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.decide.keywords import KeywordMatcher
@@ -107,5 +107,7 @@ VOCAB = [
     text=st.lists(st.sampled_from([*VOCAB, ",", ".", "  ", "\n"]), max_size=12).map(" ".join),
 )
 @settings(max_examples=400, deadline=None)
+@example(keywords=["i \u0131ll"], text="i ill")  # a phrase once matched case-insensitively
+@example(keywords=["\u0131ll \u0131ll"], text="ill \u0131ll")
 def test_matcher_agrees_with_one_regex_per_keyword(keywords: list[str], text: str) -> None:
     assert _matcher(*keywords).match(text) == {"g": _oracle(keywords, text)}

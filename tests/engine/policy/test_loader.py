@@ -148,6 +148,29 @@ def test_safety_workflow_must_reach_human_review(policy_copy: Path, edit_policy:
     assert any("human review step" in p for p in _problems(policy_copy))
 
 
+@pytest.mark.parametrize(
+    ("after_review", "expected"),
+    [
+        ("no_such_step", "after_review names unknown step 'no_such_step'"),
+        ("open_case", "after_review 'open_case' must be the step a review step leads to"),
+        (None, "the safety workflow must say which step follows the review"),
+    ],
+    ids=["unknown", "not-after-a-review", "missing-on-safety"],
+)
+def test_after_review_must_follow_a_review_step(
+    policy_copy: Path, edit_policy: Editor, after_review: str | None, expected: str
+) -> None:
+    def change(d: dict[str, Any]) -> None:
+        safety = d["workflows"]["safety_compliance"]
+        if after_review is None:
+            del safety["after_review"]
+        else:
+            safety["after_review"] = after_review
+
+    edit_policy("workflows.yaml", change)
+    assert any(expected in p for p in _problems(policy_copy))
+
+
 def test_template_with_unknown_variable(policy_copy: Path) -> None:
     template = policy_copy.parent.parent / "prompts" / "triage.j2"
     template.write_text(

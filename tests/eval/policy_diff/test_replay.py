@@ -13,7 +13,6 @@ from engine.categories import Category, Channel
 from engine.cli import main
 from engine.decide.engine import DecisionRequest, Engine
 from engine.decide.rules import RulesCache
-from engine.decide.workflow import RecordingIntegrations
 from engine.policy.loader import load_policy
 from eval.policy_diff.command import EXIT_LEAVES_SAFETY, DiffOptions, run_diff
 from eval.policy_diff.replay import ReplayCase, read_audit_cases, read_csv_cases, sample
@@ -154,9 +153,7 @@ async def test_recorded_verdicts_are_replayed_without_the_model(repo: Path, tmp_
     recorder = FakeBackend(
         [Scripted.label(Category.INFORMATIONAL, 0.7), Scripted.label(Category.SERVICE_ACTION)]
     )
-    engine = Engine.build(
-        loaded, recorder, rules_cache=RulesCache(), integrations=RecordingIntegrations()
-    )
+    engine = Engine.build(loaded, recorder, rules_cache=RulesCache())
     store = SQLiteAuditStore(tmp_path / "audit.db")
     for message in (FAINTED, ORDER):
         await store.append(await engine.decide(DecisionRequest(message, Channel.CHAT)))
@@ -178,9 +175,7 @@ async def test_recorded_verdicts_are_replayed_without_the_model(repo: Path, tmp_
 
 async def test_a_replay_reads_one_tenants_decisions(repo: Path, tmp_path: Path) -> None:
     loaded = load_policy(repo / "policies" / "contact-center", repo / "prompts")
-    engine = Engine.build(
-        loaded, FakeBackend(), rules_cache=RulesCache(), integrations=RecordingIntegrations()
-    )
+    engine = Engine.build(loaded, FakeBackend(), rules_cache=RulesCache())
     store = SQLiteAuditStore(tmp_path / "audit.db")
     for message, tenant in ((FAINTED, "acme"), (ORDER, "globex"), (ORDER, "acme")):
         record = await engine.decide(DecisionRequest(message, Channel.CHAT))

@@ -38,6 +38,8 @@ ALLOWED: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/admin/policies"): {Role.ADMIN},
     ("POST", "/admin/reload"): {Role.ADMIN},
     ("POST", "/admin/rollback"): {Role.ADMIN},
+    ("GET", "/admin/outbox"): {Role.ADMIN},  # issue 13: hand-off delivery operations
+    ("POST", "/admin/outbox/replay"): {Role.ADMIN},
 }
 SUCCESS = {
     ("POST", "/reviews/{decision_id}"): {201},
@@ -73,6 +75,8 @@ def _request(world: World, route: Any, case: str) -> tuple[str, str, dict[str, A
             body["policy"] = "globex-center"  # only globex may use it
     elif route.path == "/reviews/{decision_id}":
         body = {"category": "service_action", "note": "matrix"}
+    elif route.path == "/admin/outbox/replay":
+        body = {"outbox_ids": []}
     return method, path, {"json": body} if body is not None else {}
 
 
@@ -120,7 +124,7 @@ def test_the_matrix_covers_every_route() -> None:
         if declared_permission(r) is Permission.PUBLIC
     }
     assert declared_public == public
-    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 11 * 4 * 4
+    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 13 * 4 * 4
 
 
 @pytest.mark.parametrize(("route", "role", "case"), _cells())

@@ -1,0 +1,118 @@
+"""Label probabilities from a server's reported token log-probabilities (Ollama, OpenAI API).
+
+The servers report, for each generated token, the top-N alternatives with their
+log-probabilities. The label probabilities come from the alternatives at the first generated
+(non-whitespace) position: each alternative whose text, left-stripped and casefolded, is a
+prefix of exactly one allowed answer (or has that answer as its prefix) adds its probability to
+that answer, so a label the tokenizer splits ("s" + "afety") still gets its first token's mass.
+Labels that got no mass share a floor well below the smallest reported alternative, then
+everything is renormalised over the allowed labels (``METHOD``).
+
+When a server sends no log-probabilities the generated text can still be parsed
+(``parse_label``); ``uncalibrated`` gives that label a declared, unmeasured confidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.backends.base import LabelChoice, renormalise
+from engine.categories import Category
+
+METHOD = "top_logprobs"
+FALLBACK_CONFIDENCE = 0.6
+"""Probability given to the parsed label when the server returns no logprobs (declared, not
+measured)."""
+_FLOOR_GAP = math.log(10.0)
+_PUNCTUATION = "\"'`*_.,:;!?()[]{}<>"
+
+
+class TokenLogprob(Protocol):
+    """One token and its log-probability (``ollama``'s ``Logprob``, ``TokenAlternative``)."""
+
+    @property
+    def token(self) -> str: ...
+    @property
+    def logprob(self) -> float: ...
+
+
+class Position(TokenLogprob, Protocol):
+    """A generated token with the alternatives the server reported for its position."""
+
+    @property
+    def top_logprobs(self) -> Sequence[TokenLogprob] | None: ...
+
+
+@dataclass(frozen=True)
+class TokenAlternative:
+    """A plain ``Position``/``TokenLogprob`` for servers whose JSON is decoded by hand."""
+
+    token: str
+    logprob: float
+    top_logprobs: Sequence[TokenAlternative] | None = field(default=None)
+
+
+def label_probabilities(
+    positions: Sequence[Position], choices: Sequence[LabelChoice]
+) -> dict[Category, float] | None:
+    """Probabilities renormalised over the allowed labels, or None when no alternative names
+    a label."""
+    scores = label_logprobs(positions, choices)
+    return None if scores is None else renormalise(scores)
+
+
+def label_logprobs(
+    positions: Sequence[Position], choices: Sequence[LabelChoice]
+) -> dict[Category, float] | None:
+    """Per-label log-probability mass from the first non-whitespace position's alternatives."""
+    if not positions:
+        return None
+    first = next((lp for lp in positions if lp.token.strip()), positions[0])
+    alternatives: Sequence[TokenLogprob] = first.top_logprobs or [first]
+    mass: dict[Category, float] = {}
+    for alt in alternatives:
+        category = match_label(alt.token.lstrip().casefold(), choices)
+        if category is None or not math.isfinite(alt.logprob):
+            continue
+        seen = mass.get(category)
+        mass[category] = alt.logprob if seen is None else _logaddexp(seen, alt.logprob)
+    if not mass:
+        return None
+    finite = [alt.logprob for alt in alternatives if math.isfinite(alt.logprob)]
+    floor = min(finite) - _FLOOR_GAP
+    return {c.category: mass.get(c.category, floor) for c in choices}
+
+
+def match_label(text: str, choices: Sequence[LabelChoice]) -> Category | None:
+    """The one choice whose answer starts with ``text`` or is a prefix of it, else None."""
+    if not text:
+        return None
+    hits = {
+        c.category
+        for c in choices
+        if (answer := c.answer.casefold()).startswith(text) or text.startswith(answer)
+    }
+    return hits.pop() if len(hits) == 1 else None
+
+
+def _logaddexp(a: float, b: float) -> float:
+    top = max(a, b)
+    return top + math.log(math.exp(a - top) + math.exp(b - top))
+
+
+def parse_label(text: str, choices: Sequence[LabelChoice]) -> Category | None:
+    """The label named by the first word of the generated text (possibly cut short)."""
+    words = text.casefold().strip().lstrip(_PUNCTUATION).split()
+    return match_label(words[0].rstrip(_PUNCTUATION), choices) if words else None
+
+
+def uncalibrated(label: Category, choices: Sequence[LabelChoice]) -> dict[Category, float]:
+    """``FALLBACK_CONFIDENCE`` for ``label``, the rest shared evenly by the others."""
+    others = [c.category for c in choices if c.category is not label]
+    share = (1.0 - FALLBACK_CONFIDENCE) / len(others) if others else 0.0
+    probabilities = dict.fromkeys(others, share)
+    probabilities[label] = FALLBACK_CONFIDENCE if others else 1.0
+    return probabilities

@@ -1,0 +1,77 @@
+"""``switchboard consume`` against a real RabbitMQ: decided once by the caller's message id (a
+redelivery returns the stored decision), results published, poison messages in the dead-letter
+queue with the reason, never looping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from engine.backends.fake import FakeBackend, Scripted
+from engine.categories import Category
+from service.intake.consume import ConsumeNames, Consumer
+from service.intake.runtime import intake_runtime
+from service.settings import Settings
+from tests.service.delivery.rabbit import RABBIT_URL, Names, rabbit_or_skip
+
+pytestmark = pytest.mark.rabbitmq
+
+
+async def test_consume_decides_once_and_dead_letters_poison(
+    policy_copy: Path, tmp_path: Path
+) -> None:
+    rabbit_or_skip()
+    base = Names().exchange
+    names = ConsumeNames(f"{base}.intake", f"{base}.results", f"{base}.intake.dead")
+    connection = await aio_pika.connect(RABBIT_URL)
+    async with connection:
+        channel = await connection.channel()
+        intake = await channel.declare_queue(names.queue, durable=True)
+        dead = await channel.declare_queue(names.dead_letter_queue, durable=True)
+        results_x = await channel.declare_exchange(
+            names.results_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        results = await channel.declare_queue(f"{base}.results.all", durable=True)
+        await results.bind(results_x, "result.#")
+        good = json.dumps({"message_id": "call-1", "message": "where is my parcel?"}).encode()
+        bodies = [
+            good,
+            b"{not json",
+            json.dumps({"message_id": "call-2", "message": "hi", "policy": "nope"}).encode(),
+            json.dumps({"message_id": "call-3", "message": "x" * 30_000}).encode(),
+            good,  # a redelivery of the same caller message
+        ]
+        for body in bodies:
+            await channel.default_exchange.publish(aio_pika.Message(body), routing_key=intake.name)
+        try:
+            settings = Settings(
+                policies=policy_copy.parent,
+                audit_db=str(tmp_path / "audit.db"),
+                backend="fake",
+                warm_up=False,
+            )
+            backend = FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9))
+            async with intake_runtime(settings, backend=backend) as runtime:
+                consumer = Consumer(runtime, RABBIT_URL, names, max_bytes=65_536, max_chars=20_000)
+                await consumer.run(max_messages=len(bodies), idle_s=5)
+                assert await runtime.store.count() == 1
+            assert (consumer.counts.decided, consumer.counts.already) == (1, 1)
+            reasons = []
+            while (m := await dead.get(fail=False, timeout=5)) is not None:
+                reasons.append(str(m.headers["x-reason"]))
+                await m.ack()
+            assert sorted(reasons) == ["invalid_json", "oversize", "unknown_policy"]
+            got = []
+            while (m := await results.get(fail=False, timeout=5)) is not None:
+                got.append((m.correlation_id, m.message_id, m.headers["already_decided"]))
+                await m.ack()
+            assert [g[0] for g in got] == ["call-1", "call-1"]
+            assert got[0][1] == got[1][1]  # the same decision, twice published, once recorded
+            assert [g[2] for g in got] == [False, True]
+        finally:
+            for q in (names.queue, names.dead_letter_queue, f"{base}.results.all"):
+                await channel.queue_delete(q)
+            await channel.exchange_delete(names.results_exchange)
