@@ -89,7 +89,10 @@ async def outbox(
 @router.post(
     "/replay",
     summary="Send dead letters back to delivery (after fixing the cause)",
-    responses=documented(_AUTH, example={"replayed": 1}),
+    responses=documented(
+        {**_AUTH, 400: "Malformed JSON or not UTF-8", 413: "Body too large"},
+        example={"replayed": 1},
+    ),
 )
 async def replay(
     body: ReplayRequest, request: Request, region: str | None = _REGION
