@@ -75,6 +75,7 @@ WORKDIR /app
 # Policies and prompts are baked in read-only; mount a ConfigMap over them to hot-reload.
 COPY policies/ /app/policies/
 COPY prompts/ /app/prompts/
+COPY tenants/ /app/tenants/
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

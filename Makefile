@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Development: authentication off (every request is tenant `dev` with every role), which `serve`
+# allows on a loopback bind only. With keys instead: docs/security.md.
 run: install
-	$(BIN)/switchboard serve --host 127.0.0.1 --port 8000
+	$(BIN)/switchboard serve --host 127.0.0.1 --port 8000 --no-auth
 
 lint: install
 	$(BIN)/ruff check .

@@ -51,6 +51,10 @@ def _check(args: argparse.Namespace) -> int:
             Engine.build(loaded, unused, rules_cache=rules_cache, redactor_factory=_presidio)
         except PolicyError as exc:
             problems.extend(exc.problems)
+    # Other packages check configuration that names policies (the service's tenants, say).
+    for ep in entry_points(group="switchboard.checks"):
+        extra_check: Callable[[Path, list[str]], list[PolicyProblem]] = ep.load()
+        problems.extend(extra_check(policies, sorted(catalog)))
     schema_file = policies / SCHEMA_FILE
     if schema_file.is_file() and schema_file.read_text(encoding="utf-8") != schema_text():
         problems.append(

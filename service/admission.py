@@ -30,6 +30,8 @@ from engine import Engine
 from engine.backends.base import LabelChoice, LabelVerdict, LLMBackend, RenderedPrompt
 from engine.categories import VerdictStatus
 from engine.policy.model import Overload, OverloadMode
+from service.access.fairness import TenantFairness
+from service.access.tenants import Tenant
 from service.middleware import send_problem
 
 CLASSIFY_PATH = "/classify"
@@ -158,13 +160,19 @@ class Refuse:
 
     status: int
     retry_after_s: int
+    title: str = OVER_CAPACITY[0]
+    detail: str = OVER_CAPACITY[1]
 
 
 @dataclass(frozen=True)
 class Admit:
-    """Decide; ``skip_model`` is why the model is not called (None: call it)."""
+    """Decide; ``skip_model`` is why the model is not called (None: call it).
+
+    ``holder`` is the tenant holding one of its model slots until ``Admission.release``.
+    """
 
     skip_model: str | None = None
+    holder: str | None = None
 
 
 MODEL = Admit()
@@ -179,11 +187,13 @@ class Admission:
         *,
         saturated: Callable[[], bool] = lambda: False,
         shed: Counter | None = None,
+        fairness: TenantFairness | None = None,
     ) -> None:
         self.guard = guard
         self._saturated = saturated  # e.g. event-loop lag over its limit (service/loop_lag.py)
         self._shed = shed
         self._shared: tuple[object, Refuse | None] | None = None
+        self.fairness = fairness or TenantFairness(guard.capacity)
 
     def has_capacity(self) -> bool:
         return self.guard.admitted < self.guard.capacity and not self._saturated()
@@ -197,8 +207,42 @@ class Admission:
         if self._shed is not None:
             self._shed.labels(action).inc()
 
-    def admit(self, overload: Overload) -> Admit | Refuse:
-        """The answer for one request under its policy's overload setting."""
+    def admit(self, overload: Overload, tenant: Tenant | None = None) -> Admit | Refuse:
+        """The answer for one request under its policy's overload setting.
+
+        With a ``tenant``: first its own rate (429 naming its limit), then the process's
+        capacity as without one, then its share of the model slots (full: the policy's overload
+        mode for that tenant alone). Call ``release`` with an ``Admit`` once the decision is made.
+        """
+        if tenant is None:
+            return self._admit(overload)
+        limited = self.fairness.over_rate(tenant)
+        if limited is not None:
+            self._count("tenant_limit")
+            return Refuse(429, limited.retry_after_s, "Rate limit exceeded", limited.detail)
+        admitted = self._admit(overload)
+        if admitted != MODEL:
+            return admitted
+        if self.fairness.over_share(tenant):
+            share = self.fairness.slots_for(tenant)
+            if overload.mode is OverloadMode.REJECT:
+                self._count("rejected")
+                return Refuse(
+                    overload.status_code,
+                    overload.retry_after_s,
+                    OVER_CAPACITY[0],
+                    f"tenant {tenant.id} holds all {share} of its model slots",
+                )
+            self._count("degraded")
+            return Admit(f"overloaded: tenant {tenant.id} holds all {share} of its model slots")
+        self.fairness.hold(tenant.id)
+        return Admit(None, tenant.id)
+
+    def release(self, admitted: Admit) -> None:
+        if admitted.holder is not None:
+            self.fairness.release(admitted.holder)
+
+    def _admit(self, overload: Overload) -> Admit | Refuse:
         if not self.has_capacity():
             if overload.mode is OverloadMode.REJECT:
                 self._count("rejected")

@@ -98,7 +98,6 @@ class ReviewRequest(BaseModel):
                 {
                     "category": "safety_compliance",
                     "note": "Confirmed ADR, filed.",
-                    "reviewer": "pv-specialist-7",
                 }
             ]
         },
@@ -106,7 +105,7 @@ class ReviewRequest(BaseModel):
 
     category: Category = Field(description="The reviewer's final category.")
     note: str = Field(default="", max_length=4000)
-    reviewer: str = Field(min_length=1, max_length=200)
+    # No ``reviewer``: the reviewer is the credential's subject, never what the body says.
 
 
 class Problem(BaseModel):

@@ -19,6 +19,11 @@ from fastapi import FastAPI
 from engine.backends.base import LLMBackend
 from engine.backends.registry import build_backend
 from engine.pii.base import Redactor
+from service.access.control import AccessControl
+from service.access.keys import KeyStore
+from service.access.oidc import OidcConfig, OidcVerifier
+from service.access.residency import Residency
+from service.access.tenants import load_tenants
 from service.admission import Admission, CircuitBreaker, ModelGuard, OverloadShedding
 from service.audit import AuditStore, open_store
 from service.delivery import DeliveryMetrics, Dispatcher, Integrations, LoggingIntegrations
@@ -72,6 +77,37 @@ def integrations_for(settings: Settings) -> Integrations:
     )
 
 
+def _access_control(settings: Settings, store: AuditStore | None) -> AccessControl:
+    """Tenants, keys, OIDC and one audit store per region served (``store`` replaces the home
+    region's, for tests)."""
+    stores: dict[str, AuditStore] = {}
+    for region, url in settings.regional_stores().items():
+        stores[region] = (
+            store if store is not None and region == settings.region else open_store(url)
+        )
+    oidc = None
+    if settings.oidc_issuer and settings.oidc_jwks:
+        oidc = OidcVerifier(
+            OidcConfig(
+                settings.oidc_issuer,
+                settings.oidc_audience,
+                settings.oidc_jwks,
+                settings.oidc_tenant_claim,
+                settings.oidc_role_claim,
+                settings.oidc_queues_claim,
+            )
+        )
+    return AccessControl(
+        load_tenants(settings.tenants_dir()),
+        settings.tenants_dir(),
+        KeyStore(settings.keys_url()),
+        Residency(stores),
+        admin_token=settings.admin_token,
+        oidc=oidc,
+        auth_off=settings.auth == "off",
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -101,19 +137,39 @@ def create_app(
             saturated=(lambda: lag.lag_ms > limit_ms) if limit_ms > 0 else (lambda: False),
             shed=metrics.shed,
         )
-        audit = (
-            store if store is not None else await asyncio.to_thread(open_store, settings.audit_db)
+        access = await asyncio.to_thread(_access_control, settings, store)
+        audit = access.residency.stores.get(settings.region) or next(
+            iter(access.residency.stores.values())
         )
         holder = EngineHolder(settings, guard, redactor_factory=redactor_factory)
-        dispatcher = Dispatcher(
+        # One dispatcher per regional store: a hand-off committed in any region this replica
+        # serves is delivered from that region's outbox (the home one also serves /admin/outbox).
+        delivery_metrics = DeliveryMetrics(metrics.registry)
+        dispatchers = {
+            region: Dispatcher(
+                regional,
+                integrations if integrations is not None else integrations_for(settings),
+                delivery_metrics if regional is audit else delivery_metrics.for_region(region),
+                policy=settings.delivery_policy(),
+            )
+            for region, regional in access.residency.stores.items()
+        }
+        dispatcher = next(d for d in dispatchers.values() if d.store is audit)
+        state = AppState(
+            settings,
+            holder,
+            guard,
+            admission,
             audit,
-            integrations if integrations is not None else integrations_for(settings),
-            DeliveryMetrics(metrics.registry),
-            policy=settings.delivery_policy(),
+            metrics,
+            access,
+            dispatcher=dispatcher,
+            dispatchers=dispatchers,
         )
-        state = AppState(settings, holder, guard, admission, audit, metrics, dispatcher=dispatcher)
         await holder.reload()  # a broken policy at start-up stops the process: nothing to serve
-        dispatcher.start()  # delivers what a previous run committed and did not deliver, too
+        access.reload_tenants(list(holder.active.engines) if holder.active else [])
+        for each in dispatchers.values():
+            each.start()  # delivers what a previous run committed and did not deliver, too
         _set_model_health(state, await _probe(state))
         app.state.switchboard = state
         prober = asyncio.create_task(_probe_loop(state))
@@ -132,11 +188,12 @@ def create_app(
             yield
         finally:
             await lag.stop()
-            await dispatcher.stop()
+            for each in dispatchers.values():
+                await each.stop()
             prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
-            await audit.close()
+            await access.close()
             await guard.aclose()
 
     app = FastAPI(

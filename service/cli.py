@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import ipaddress
+import sys
 from pathlib import Path
 
 from engine.backends.registry import BACKENDS
@@ -29,7 +31,23 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["policies"] = Path(args.policies)
     if args.backend:
         overrides["backend"] = args.backend
+    if args.no_auth:
+        overrides["auth"] = "off"
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    if settings.auth == "off" and not _loopback(args.host):
+        print(
+            f"error: authentication is off (SWITCHBOARD_AUTH=off or --no-auth) and --host "
+            f"{args.host} is not a loopback address; refusing to start. Bind 127.0.0.1, or "
+            "turn authentication on and create keys with `switchboard keys create`.",
+            file=sys.stderr,
+        )
+        return 2
+    if settings.auth == "off":
+        print(
+            "warning: authentication is OFF (development): every request acts as tenant dev "
+            "with every role",
+            file=sys.stderr,
+        )
     configure_logging(settings.log_level)
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)
@@ -46,10 +64,25 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--policies", help="policy directory (default: $SWITCHBOARD_POLICIES)")
     serve.add_argument("--backend", choices=BACKENDS, help="default: $SWITCHBOARD_BACKEND")
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="development only: every request is the dev tenant with every role; "
+        "refused unless --host is a loopback address",
+    )
     serve.set_defaults(handler=_serve)

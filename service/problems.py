@@ -63,10 +63,14 @@ def problem_response(
 def documented(
     codes: dict[int, str], *, example: Any = None, status: int = 200
 ) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses``: problem+json answers by code, plus an example of success."""
+    """OpenAPI ``responses``: problem+json answers by code, plus an example of success.
+
+    422 is always there: a request that fails validation is answered with problem+json too
+    (FastAPI's own 422 entry would say application/json).
+    """
     out: dict[int | str, dict[str, Any]] = {
         code: {"model": Problem, "content": {MEDIA: {}}, "description": description}
-        for code, description in codes.items()
+        for code, description in {422: "Invalid request", **codes}.items()
     }
     if example is not None:
         out[status] = {"content": {"application/json": {"example": example}}}

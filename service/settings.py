@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,7 +57,32 @@ class Settings(BaseSettings):
         default="switchboard-audit.db",
         description="Audit store: a SQLite path, sqlite:///path, or postgresql://...",
     )
-    admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin.")
+    audit_dbs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Audit store per region served here, as JSON {region: url}; "
+        "default {REGION: AUDIT_DB}.",
+    )
+    region: str = Field(default="local", description="The region this replica serves.")
+    tenants: Path | None = Field(default=None, description="Tenant files; default ../tenants.")
+    keys_db: str | None = Field(
+        default=None,
+        description="API key store (SQLite path or postgresql://); default beside "
+        "a SQLite audit store, or the PostgreSQL audit database.",
+    )
+    auth: Literal["on", "off"] = Field(
+        default="on",
+        description="off: every request is the dev tenant with every role; `serve` allows it "
+        "only on a loopback address.",
+    )
+    oidc_issuer: str | None = Field(default=None, description="Accept JWTs from this issuer.")
+    oidc_audience: str = Field(default="switchboard", description="The JWTs' required aud.")
+    oidc_jwks: str | None = Field(default=None, description="JWKS URL (or JSON file path).")
+    oidc_tenant_claim: str = Field(default="tenant")
+    oidc_role_claim: str = Field(default="role")
+    oidc_queues_claim: str = Field(default="queues", description="A reviewer's queues (a list).")
+    admin_token: SecretStr | None = Field(
+        default=None, description="Legacy bearer token, still accepted as an admin credential."
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_message_chars: int = Field(default=20_000, ge=100)
     model_concurrency: int = Field(default=1, ge=1, description="Model calls at once.")
@@ -97,6 +123,18 @@ class Settings(BaseSettings):
     delivery_poll_s: float = Field(
         default=1.0, gt=0, description="Outbox poll interval when nothing was committed."
     )
+
+    def tenants_dir(self) -> Path:
+        return self.tenants or self.policies.parent / "tenants"
+
+    def regional_stores(self) -> dict[str, str]:
+        return dict(self.audit_dbs) or {self.region: self.audit_db}
+
+    def keys_url(self) -> str:
+        from service.access.keys import default_keys_db
+
+        home = self.regional_stores().get(self.region, self.audit_db)
+        return self.keys_db or default_keys_db(home)
 
     def prompts_dir(self) -> Path:
         return self.prompts or default_prompts_dir(self.policies, {})

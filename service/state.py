@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from service.access.control import AccessControl
 from service.admission import Admission, ModelGuard
 from service.audit import AuditStore
 from service.delivery import Dispatcher
 from service.metrics import Metrics
-from service.problems import ProblemError
 from service.runtime import EngineHolder
 from service.settings import Settings
 
@@ -22,29 +21,23 @@ class AppState:
     holder: EngineHolder
     guard: ModelGuard
     admission: Admission
-    store: AuditStore
+    store: AuditStore  # the home region's (``SWITCHBOARD_REGION``); routes use the caller's
     metrics: Metrics
+    access: AccessControl
     model_healthy: bool = False  # the last probe; a signal for alerts, not for readiness
-    dispatcher: Dispatcher | None = None
+    dispatcher: Dispatcher | None = None  # the home region's: /admin/outbox
+    # One per regional store this replica serves (the home one included): every region that
+    # can receive decisions has its outbox drained.
+    dispatchers: dict[str, Dispatcher] = field(default_factory=dict)
+
+    def dispatcher_for(self, store: AuditStore) -> Dispatcher | None:
+        """The dispatcher draining ``store``'s outbox (the caller's region's)."""
+        for each in self.dispatchers.values():
+            if each.store is store:
+                return each
+        return self.dispatcher if self.dispatcher and self.dispatcher.store is store else None
 
 
 def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.switchboard
     return state
-
-
-def require_admin(request: Request) -> None:
-    """Bearer-token check in constant time; admin routes are off without a configured token."""
-    token = app_state(request).settings.admin_token
-    if token is None:
-        raise ProblemError(404, "Admin routes are off", "Set SWITCHBOARD_ADMIN_TOKEN to use them.")
-    header = request.headers.get("authorization", "")
-    scheme, _, supplied = header.partition(" ")
-    expected = token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), expected):
-        raise ProblemError(
-            401,
-            "Unauthorized",
-            "Send Authorization: Bearer <token>.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )

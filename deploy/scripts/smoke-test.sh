@@ -4,6 +4,7 @@
 #
 # Usage: deploy/scripts/smoke-test.sh BASE_URL [READY_TIMEOUT_SECONDS]
 # Needs curl and jq. Exit 0 when every check passes; 1 with the reason otherwise.
+# SMOKE_KEY: a client key of the tenant to test as (`switchboard keys create --role client`).
 set -euo pipefail
 
 base="${1:?usage: smoke-test.sh BASE_URL [READY_TIMEOUT_SECONDS]}"
@@ -30,6 +31,7 @@ echo "ready: $(curl -fsS --max-time 5 "$base/readyz")"
 
 classify() {
   curl -fsS --max-time 60 -X POST "$base/classify" \
+    -H "Authorization: Bearer ${SMOKE_KEY:-}" \
     -H 'Content-Type: application/json' --data "$1"
 }
 

@@ -57,6 +57,7 @@ def policy_workdir(root: Path) -> Path:
     """A writable copy of policies/ and prompts/ laid out like the repo; returns the policies."""
     shutil.copytree(REPO / "policies", root / "policies")
     shutil.copytree(REPO / "prompts", root / "prompts")
+    shutil.copytree(REPO / "tenants", root / "tenants")
     return root / "policies"
 
 
@@ -131,6 +132,7 @@ def service_env(
         "SWITCHBOARD_MODEL_CONCURRENCY": str(concurrency),
         "SWITCHBOARD_MODEL_QUEUE": str(queue),
         "SWITCHBOARD_ADMIN_TOKEN": ADMIN_TOKEN,
+        "SWITCHBOARD_AUTH": "off",  # loopback; the fairness benchmark turns it on
         "SWITCHBOARD_PROBE_INTERVAL_S": "60",
         **extra,
     }

@@ -108,6 +108,7 @@ def run(*, n: int = 20, base_url: str | None = None, model: str = ALIAS) -> dict
                 "SWITCHBOARD_OPENAI_MODEL": model,
                 "SWITCHBOARD_PROBE_INTERVAL_S": "60",
                 "SWITCHBOARD_BREAKER_FAILURES": "1000",
+                "SWITCHBOARD_AUTH": "off",  # loopback, the dev tenant (tenants/ copied along)
             }
             argv = [sys.executable, "-m", "engine", "serve", "--backend", "openai"]
             service = stack.enter_context(

@@ -53,6 +53,7 @@ class DiffOptions:
     data: list[Path] = field(default_factory=list)
     audit_db: str | None = None
     audit_limit: int = 1000
+    audit_tenant: str | None = None
     limit: int | None = None
     policy: str | None = None
     deadline_s: float = 120.0
@@ -137,7 +138,9 @@ async def run_diff(options: DiffOptions, backend: LLMBackend) -> DiffResult:
         for policy_id in ids:
             cases = list(csv_cases)
             if options.audit_db is not None:
-                cases += await read_audit_cases(options.audit_db, policy_id, options.audit_limit)
+                cases += await read_audit_cases(
+                    options.audit_db, policy_id, options.audit_limit, tenant=options.audit_tenant
+                )
             diffs.append(
                 await _diff_policy(
                     base_catalog[policy_id],
@@ -198,6 +201,7 @@ def options_from(args: argparse.Namespace) -> DiffOptions:
         data=[Path(d) for d in args.data or ()],
         audit_db=args.audit_db,
         audit_limit=args.audit_limit,
+        audit_tenant=args.audit_tenant,
         limit=args.limit,
         policy=args.policy,
         deadline_s=args.deadline_s,
@@ -252,6 +256,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also replay recorded decisions: a SQLite file or a postgresql:// URL",
     )
     diff.add_argument("--audit-limit", type=int, default=1000, help="newest N audit decisions")
+    diff.add_argument(
+        "--audit-tenant", help="replay only this tenant's recorded decisions (default: all)"
+    )
     diff.add_argument("--limit", type=int, help="replay at most N messages (a stable sample)")
     diff.add_argument("--policy", help="only this policy id (default: every policy in both)")
     diff.add_argument(

@@ -77,8 +77,11 @@ def read_csv_cases(path: Path) -> list[ReplayCase]:
     return cases
 
 
-async def read_audit_cases(db: str, policy_id: str, limit: int) -> list[ReplayCase]:
-    """The newest ``limit`` decisions of a policy from the audit store, with their verdicts.
+async def read_audit_cases(
+    db: str, policy_id: str, limit: int, *, tenant: str | None = None
+) -> list[ReplayCase]:
+    """The newest ``limit`` decisions of a policy (of one ``tenant``, or all) from the audit
+    store, with their verdicts.
 
     ``db`` is what ``SWITCHBOARD_AUDIT_DB`` holds; the store is opened read-only through its own
     read interface. The reviewer's category, when a reviewer gave one, becomes the label.
@@ -89,7 +92,7 @@ async def read_audit_cases(db: str, policy_id: str, limit: int) -> list[ReplayCa
     try:
         store = open_store(db, read_only=True)
         try:
-            recorded = await store.recent(policy_id, limit)
+            recorded = await store.recent(policy_id, limit, tenant=tenant)
         finally:
             await store.close()
     except AuditStoreError as exc:

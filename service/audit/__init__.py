@@ -18,6 +18,7 @@ from pathlib import Path
 from engine import AuditStoreError
 from service.audit.sqlite import SQLiteAuditStore
 from service.audit.store import (
+    AccessRecord,
     AuditStore,
     PendingReview,
     RecordedDecision,
@@ -26,6 +27,7 @@ from service.audit.store import (
 )
 
 __all__ = [
+    "AccessRecord",
     "AuditStore",
     "PendingReview",
     "RecordedDecision",

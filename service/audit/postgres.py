@@ -49,6 +49,19 @@ _DDL = [
         created_at TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS reviews_decision ON reviews (decision_id)",
+    # Tenant and region (issue 12); rows written before them belong to no tenant.
+    "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS region TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX IF NOT EXISTS decisions_tenant ON decisions (tenant, created_at)",
+    """CREATE TABLE IF NOT EXISTS accesses (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        role TEXT NOT NULL,
+        action TEXT NOT NULL,
+        decision_ids TEXT NOT NULL
+    )""",
     """CREATE OR REPLACE FUNCTION switchboard_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
@@ -62,6 +75,8 @@ _TRIGGERS = [
     ("decisions_no_truncate", "decisions", "BEFORE TRUNCATE", "STATEMENT"),
     ("reviews_append_only", "reviews", "BEFORE UPDATE OR DELETE", "ROW"),
     ("reviews_no_truncate", "reviews", "BEFORE TRUNCATE", "STATEMENT"),
+    ("accesses_append_only", "accesses", "BEFORE UPDATE OR DELETE", "ROW"),
+    ("accesses_no_truncate", "accesses", "BEFORE TRUNCATE", "STATEMENT"),
 ]
 _SCHEMA_LOCK = 0x5357_4243  # advisory lock key: replicas create the schema one at a time
 

@@ -40,6 +40,19 @@ CREATE TABLE IF NOT EXISTS reviews (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reviews_decision ON reviews (decision_id);
+CREATE TABLE IF NOT EXISTS accesses (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    decision_ids TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS accesses_no_update BEFORE UPDATE ON accesses
+BEGIN SELECT RAISE(ABORT, 'accesses are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS accesses_no_delete BEFORE DELETE ON accesses
+BEGIN SELECT RAISE(ABORT, 'accesses are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
 BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
@@ -49,6 +62,15 @@ BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS reviews_no_delete BEFORE DELETE ON reviews
 BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;
 """
+
+
+def _add_tenancy(conn: sqlite3.Connection) -> None:
+    """Tenant and region columns (issue 12); rows written before them belong to no tenant."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}
+    for column in ("tenant", "region"):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+    conn.execute("CREATE INDEX IF NOT EXISTS decisions_tenant ON decisions (tenant, created_at)")
 
 
 class SQLiteAuditStore(SqlAuditStore):
@@ -72,6 +94,7 @@ class SQLiteAuditStore(SqlAuditStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         self._writer.executescript(SCHEMA + outbox.SQLITE_DDL)
+        _add_tenancy(self._writer)
         self._reader = self._connect()
         self._group = GroupCommitWriter(self._commit, batch=batch)
 

@@ -36,6 +36,18 @@ class PendingReview:
 
 
 @dataclass(frozen=True)
+class AccessRecord:
+    """One read of stored decisions: who (subject, tenant, role), when, what, which ids."""
+
+    at: str
+    subject: str
+    tenant: str
+    role: str
+    action: str
+    decision_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RecordedDecision:
     """A stored record (as JSON data) and the latest reviewer's category, if any."""
 
@@ -44,11 +56,22 @@ class RecordedDecision:
 
 
 class AuditStore(Protocol):
-    async def append(self, record: DecisionRecord, encoded: bytes | None = None) -> None:
+    """Reads take the caller's ``tenant``; ``None`` (every tenant) is for operators' tools only."""
+
+    async def append(
+        self,
+        record: DecisionRecord,
+        encoded: bytes | None = None,
+        *,
+        tenant: str = "",
+        region: str = "",
+    ) -> None:
         """Return only once the record is durable; ``encoded`` is its JSON, when already made."""
         ...
 
-    async def get(self, decision_id: str) -> dict[str, Any] | None: ...
+    async def get(
+        self, decision_id: str, *, tenant: str | None = None
+    ) -> dict[str, Any] | None: ...
 
     async def add_review(self, outcome: ReviewOutcome, handoffs: Sequence[HandOff] = ()) -> None:
         """Commit the outcome and the follow-on hand-offs it implies, in one transaction."""
@@ -72,17 +95,33 @@ class AuditStore(Protocol):
 
     async def reviews_for(self, decision_id: str) -> list[ReviewOutcome]: ...
 
-    async def pending_reviews(self, limit: int) -> list[PendingReview]: ...
+    async def pending_reviews(
+        self,
+        limit: int,
+        *,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> list[PendingReview]: ...
 
-    async def labelled(self, limit: int) -> list[tuple[str, str, str]]:
+    async def labelled(
+        self, limit: int, *, tenant: str | None = None
+    ) -> list[tuple[str, str, str]]:
         """(decision_id, redacted text, reviewer's category) for evaluation."""
         ...
 
-    async def recent(self, policy_id: str, limit: int) -> list[RecordedDecision]:
+    async def recent(
+        self, policy_id: str, limit: int, *, tenant: str | None = None
+    ) -> list[RecordedDecision]:
         """A policy's newest ``limit`` decisions, oldest first, with review outcomes (replay)."""
         ...
 
-    async def count(self) -> int: ...
+    async def record_access(self, access: AccessRecord) -> None:
+        """Durably note a read of decisions (access audit)."""
+        ...
+
+    async def accesses(self, limit: int) -> list[AccessRecord]: ...
+
+    async def count(self, *, tenant: str | None = None) -> int: ...
 
     async def ping(self) -> None:
         """Return once a write transaction committed through the writer; raise

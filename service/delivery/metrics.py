@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
@@ -41,3 +43,29 @@ class DeliveryMetrics:
             "1 while the last delivery reached the broker (or the log), 0 while it is unreachable",
             registry=r,
         )
+        self._regional: tuple[Gauge, Gauge] | None = None
+
+    def for_region(self, region: str) -> DeliveryMetrics:
+        """The metrics of a dispatcher draining another region's outbox (a replica serving
+        several regions): the counters and ``broker_up`` are shared, the depth gauges are
+        ``switchboard_outbox_region_{pending,dead}{region=...}`` so the home region's
+        ``switchboard_outbox_pending`` and ``switchboard_outbox_dead`` keep their meaning."""
+        if self._regional is None:
+            self._regional = (
+                Gauge(
+                    "switchboard_outbox_region_pending",
+                    "Committed hand-offs not delivered yet, in a non-home region's outbox",
+                    ["region"],
+                    registry=self.registry,
+                ),
+                Gauge(
+                    "switchboard_outbox_region_dead",
+                    "Dead-lettered hand-offs in a non-home region's outbox",
+                    ["region"],
+                    registry=self.registry,
+                ),
+            )
+        view = copy.copy(self)
+        view.pending = self._regional[0].labels(region)
+        view.dead = self._regional[1].labels(region)
+        return view

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from engine.errors import PolicyError
+from service.access.guard import requires
+from service.access.principal import Permission
 from service.problems import ProblemError, documented
-from service.state import app_state, require_admin
+from service.state import app_state
 
-router = APIRouter(prefix="/admin", tags=["operations"], dependencies=[Depends(require_admin)])
-_AUTH = {401: "Missing or wrong bearer token", 404: "Admin routes are off (no token configured)"}
+router = APIRouter(
+    prefix="/admin", tags=["operations"], dependencies=[requires(Permission.OPERATE)]
+)
+_AUTH = {401: "No, unknown or revoked credential", 403: "The credential is not an admin's"}
 _REV = {
     "id": "contact-center",
     "version": "1.0.1",
@@ -57,7 +61,10 @@ async def policies(request: Request) -> dict[str, Any]:
 async def reload(request: Request) -> dict[str, Any]:
     state = app_state(request)
     try:
+        state.access.check_tenants()  # a broken tenant file: nothing is activated
         await state.holder.reload()
+        active = state.holder.active
+        state.access.reload_tenants(list(active.engines) if active else [])
     except PolicyError:
         state.metrics.reloads.labels("failed").inc()
         raise

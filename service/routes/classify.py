@@ -9,12 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 
 from engine import DecisionRequest
 from engine.decide.record import encode_record
-from service.admission import OVER_CAPACITY, Refuse
+from engine.errors import PolicyNotFoundError
+from service.access.control import Caller
+from service.access.guard import requires
+from service.access.principal import Permission
+from service.admission import Refuse
 from service.api import ClassifyRequest, ClassifyResponse
 from service.logs import decision_fields
 from service.problems import ProblemError, documented
@@ -34,13 +39,21 @@ log = logging.getLogger("switchboard.decisions")
             404: "Unknown policy",
             413: "Body or message too large",
             422: "Invalid request",
-            429: "Over capacity (policy says reject); see Retry-After",
+            401: "No, unknown or revoked credential",
+            403: "The credential's role may not classify",
+            421: "The tenant's data lives in another region",
+            429: "Over the tenant's rate limit, or over capacity; see Retry-After",
             503: "Not ready, over capacity, or audit store down; see Retry-After",
         }
     ),
 )
-async def classify(body: ClassifyRequest, request: Request) -> Response:
+async def classify(
+    body: ClassifyRequest,
+    request: Request,
+    caller: Annotated[Caller, requires(Permission.CLASSIFY)],
+) -> Response:
     state = app_state(request)
+    tenant, store = caller.scoped()
     if len(body.message) > state.settings.max_message_chars:
         raise ProblemError(
             413, "Message too large", f"limit is {state.settings.max_message_chars} characters"
@@ -48,12 +61,18 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
     engines = state.holder.active
     if engines is None:
         raise ProblemError(503, "Not ready", "No policy is loaded.", headers={"Retry-After": "5"})
-    engine = engines.get(body.policy)  # held for the whole request: reloads do not affect it
-    admitted = state.admission.admit(engine.policy.fallbacks.overload)
+    # Held for the whole request: reloads do not affect it. A policy the tenant may not use
+    # answers exactly like one that does not exist.
+    engine = engines.get(body.policy or tenant.default_policy)
+    if not tenant.allows(engine.loaded.id):
+        allowed = sorted(p for p in engines.engines if tenant.allows(p))
+        raise PolicyNotFoundError(engine.loaded.id, allowed)
+    admitted = state.admission.admit(engine.policy.fallbacks.overload, tenant)
     if isinstance(admitted, Refuse):
         raise ProblemError(
             admitted.status,
-            *OVER_CAPACITY,
+            admitted.title,
+            admitted.detail,
             headers={"Retry-After": str(admitted.retry_after_s)},
         )
     state.metrics.in_flight.inc()
@@ -70,7 +89,7 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
         await asyncio.sleep(0)
         started = time.perf_counter()
         try:
-            await state.store.append(record, encoded)
+            await store.append(record, encoded, tenant=tenant.id, region=tenant.region)
         except Exception as exc:
             log.exception(
                 "audit write failed",
@@ -85,9 +104,11 @@ async def classify(body: ClassifyRequest, request: Request) -> Response:
                 headers={"Retry-After": "1"},
             ) from exc
         store_seconds = time.perf_counter() - started
-        if state.dispatcher is not None:
-            state.dispatcher.nudge()  # its hand-offs are committed: deliver them now
+        dispatcher = state.dispatcher_for(store)  # the caller's region's outbox
+        if dispatcher is not None:
+            dispatcher.nudge()  # its hand-offs are committed: deliver them now
     finally:
+        state.admission.release(admitted)
         state.metrics.in_flight.dec()
     state.metrics.observe(record, store_seconds)
     log.info("decision", extra={"fields": decision_fields(record)})

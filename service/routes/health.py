@@ -14,12 +14,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine import AuditStoreError
 from engine.backends.openai_compat import OpenAICompatibleBackend
+from service.access.guard import public
 from service.problems import ProblemError, documented
 from service.state import AppState, app_state
 
 STORE_PING_TIMEOUT_S = 2.0
 
-router = APIRouter(tags=["probes"])
+router = APIRouter(tags=["probes"], dependencies=[public()])
 
 
 @router.get(

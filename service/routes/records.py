@@ -10,14 +10,17 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from engine.errors import PolicyNotFoundError
+from service.access.control import Caller
+from service.access.guard import requires
+from service.access.principal import Permission
 from service.api import ReviewRequest
-from service.audit import ReviewOutcome, now_iso
+from service.audit import AccessRecord, ReviewOutcome, now_iso
 from service.problems import ProblemError, documented
 from service.state import app_state
 
@@ -45,24 +48,62 @@ _RECORD = {
         "policy": {"id": "contact-center", "version": "1.0.0", "revision": "ae813cfa9d05837d"},
         "...": "...",
     },
+    "tenant": "acme",
+    "region": "eu",
     "reviews": [_REVIEW],
+    "handoffs": [],
 }
+
+
+_ACCESS = {
+    401: "No, unknown or revoked credential",
+    403: "The credential's role may not do this",
+    421: "The tenant's data lives in another region",
+}
+
+
+async def _audit_access(caller: Caller, action: str, ids: list[str]) -> None:
+    """Record who read which decisions, durably, in the tenant's own region."""
+    tenant, store = caller.scoped()
+    await store.record_access(
+        AccessRecord(
+            now_iso(),
+            caller.principal.subject,
+            tenant.id,
+            caller.principal.role,
+            action,
+            tuple(ids),
+        )
+    )
+
+
+async def _visible(caller: Caller, decision_id: str) -> dict[str, Any]:
+    """The caller's tenant's record, if its queue is the caller's too; 404 exactly as missing."""
+    tenant, store = caller.scoped()
+    record = await store.get(decision_id, tenant=tenant.id)
+    queue = ((record or {}).get("workflow") or {}).get("queue")
+    if record is None or not caller.principal.sees_queue(queue):
+        raise ProblemError(404, "No such decision", decision_id)
+    return record
 
 
 @router.get(
     "/decisions/{decision_id}",
     summary="The stored (redacted) decision record",
-    responses=documented({404: "No such decision"}, example=_RECORD),
+    responses=documented({**_ACCESS, 404: "No such decision"}, example=_RECORD),
 )
-async def get_decision(decision_id: str, request: Request) -> dict[str, Any]:
-    store = app_state(request).store
-    record = await store.get(decision_id)
-    if record is None:
-        raise ProblemError(404, "No such decision", decision_id)
+async def get_decision(
+    decision_id: str, caller: Annotated[Caller, requires(Permission.READ_DECISIONS)]
+) -> dict[str, Any]:
+    tenant, store = caller.scoped()
+    record = await _visible(caller, decision_id)
     reviews = await store.reviews_for(decision_id)
     handoffs = await store.handoffs_for(decision_id)
+    await _audit_access(caller, "read_decision", [decision_id])
     return {
         "record": record,
+        "tenant": tenant.id,
+        "region": tenant.region,
         "reviews": [asdict(r) for r in reviews],
         "handoffs": [asdict(h) for h in handoffs],
     }
@@ -70,32 +111,46 @@ async def get_decision(decision_id: str, request: Request) -> dict[str, Any]:
 
 @router.get(
     "/reviews",
-    summary="Decisions awaiting human review, oldest first",
-    responses=documented({}, example={"pending": [_PENDING]}),
+    summary="Decisions awaiting human review in the caller's queues, oldest first",
+    responses=documented(_ACCESS, example={"pending": [_PENDING]}),
 )
 async def pending(
-    request: Request, limit: int = Query(default=100, ge=1, le=1000)
+    caller: Annotated[Caller, requires(Permission.LIST_REVIEWS)],
+    limit: int = Query(default=100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    items = await app_state(request).store.pending_reviews(limit)
+    tenant, store = caller.scoped()
+    items = await store.pending_reviews(
+        limit, tenant=tenant.id, queues=caller.principal.review_queues()
+    )
+    await _audit_access(caller, "list_reviews", [i.decision_id for i in items])
     return {"pending": [asdict(i) for i in items]}
 
 
 @router.post(
     "/reviews/{decision_id}",
     status_code=201,
-    summary="Record a reviewer's outcome",
+    summary="Record a reviewer's outcome; the reviewer is the credential's subject",
     responses=documented(
-        {404: "No such decision", 409: "The decision's policy is no longer loaded"},
+        {
+            **_ACCESS,
+            400: "Malformed JSON or not UTF-8",
+            404: "No such decision",
+            409: "The decision's policy is no longer loaded",
+            413: "Body too large",
+        },
         example={**_REVIEW, "handoffs": [f"{_PENDING['decision_id']}:report_to_safety_db"]},
         status=201,
     ),
 )
-async def review(decision_id: str, body: ReviewRequest, request: Request) -> dict[str, Any]:
+async def review(
+    decision_id: str,
+    body: ReviewRequest,
+    request: Request,
+    caller: Annotated[Caller, requires(Permission.RESOLVE_REVIEWS)],
+) -> dict[str, Any]:
     state = app_state(request)
-    store = state.store
-    record = await store.get(decision_id)
-    if record is None:
-        raise ProblemError(404, "No such decision", decision_id)
+    _, store = caller.scoped()
+    record = await _visible(caller, decision_id)
     engines = state.holder.active
     if engines is None:
         raise ProblemError(503, "Not ready", "No policy is loaded.", headers={"Retry-After": "5"})
@@ -107,25 +162,28 @@ async def review(decision_id: str, body: ReviewRequest, request: Request) -> dic
             "Policy no longer loaded",
             f"{exc}; the decision's workflow cannot continue until it is loaded again",
         ) from exc
-    handoffs = engine.after_review(record, body.category, reviewer=body.reviewer)
+    reviewer = caller.principal.subject
+    handoffs = engine.after_review(record, body.category, reviewer=reviewer)
     outcome = ReviewOutcome(
         decision_id=decision_id,
         category=body.category.value,
         note=body.note,
-        reviewer=body.reviewer,
+        reviewer=reviewer,
         created_at=now_iso(),
     )
-    await store.add_review(outcome, handoffs)
-    if state.dispatcher is not None:
-        state.dispatcher.nudge()
+    await store.add_review(outcome, handoffs)  # with its hand-offs, in the tenant's region
+    dispatcher = state.dispatcher_for(store)
+    if dispatcher is not None:
+        dispatcher.nudge()
     return {**asdict(outcome), "handoffs": [h.idempotency_key for h in handoffs]}
 
 
 @router.get(
     "/reviews/export",
-    summary="Reviewed decisions as labelled CSV (text,label) for evaluation",
+    summary="The tenant's reviewed decisions as labelled CSV (text,label) for evaluation",
     response_class=PlainTextResponse,
     responses={
+        **documented(_ACCESS),
         200: {
             "content": {
                 "text/plain": {
@@ -134,11 +192,16 @@ async def review(decision_id: str, body: ReviewRequest, request: Request) -> dic
                     "safety_compliance,review\n"
                 }
             }
-        }
+        },
     },
 )
-async def export(request: Request, limit: int = Query(default=10_000, ge=1, le=100_000)) -> str:
-    rows = await app_state(request).store.labelled(limit)
+async def export(
+    caller: Annotated[Caller, requires(Permission.EXPORT)],
+    limit: int = Query(default=10_000, ge=1, le=100_000),
+) -> str:
+    tenant, store = caller.scoped()
+    rows = await store.labelled(limit, tenant=tenant.id)
+    await _audit_access(caller, "export", [decision_id for decision_id, _, _ in rows])
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["id", "text", "label", "source"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category
 from service.app import create_app
 from service.settings import Settings
+from tests.conftest import REPO
 
 TOKEN = "test-admin-token"  # noqa: S105 - a test fixture, not a secret
 
@@ -75,8 +77,14 @@ def make_served(policy_copy: Path, tmp_path: Path) -> Iterator[ServeFactory]:
         **overrides: Any,
     ) -> Served:
         fake = backend or FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9))
+        tenants = policy_copy.parent.parent / "tenants"
+        if not tenants.exists():
+            shutil.copytree(REPO / "tenants", tenants)
         values: dict[str, Any] = {
             "policies": policy_copy.parent,
+            # Authorization has its own tests (tests/service/access/); the others act as the dev
+            # tenant with every role, as `make run` does.
+            "auth": "off",
             "audit_db": str(tmp_path / "audit.db"),
             "admin_token": TOKEN,
             "backend": "fake",

@@ -10,7 +10,7 @@ from engine.backends.fake import Scripted
 from engine.categories import Category
 from engine.pii.presidio import PresidioRedactor
 from tests.conftest import Editor, break_the_build
-from tests.service.conftest import Served, ServeFactory
+from tests.service.conftest import TOKEN, Served, ServeFactory
 
 
 def _revision(served: Served) -> str:
@@ -19,7 +19,8 @@ def _revision(served: Served) -> str:
     return revision
 
 
-def test_admin_needs_the_bearer_token(served: Served) -> None:
+def test_admin_needs_the_bearer_token(make_served: ServeFactory) -> None:
+    served = make_served(auth="on")
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
         r = served.client.post("/admin/reload", headers=headers)
         assert r.status_code == 401
@@ -27,9 +28,11 @@ def test_admin_needs_the_bearer_token(served: Served) -> None:
         assert r.headers["content-type"] == "application/problem+json"
 
 
-def test_admin_routes_are_off_without_a_token(make_served: ServeFactory) -> None:
-    served = make_served(admin_token=None)
-    assert served.client.get("/admin/policies").status_code == 404
+def test_admin_routes_need_a_credential_without_a_token(make_served: ServeFactory) -> None:
+    served = make_served(admin_token=None, auth="on")
+    assert served.client.get("/admin/policies").status_code == 401
+    wrong = {"Authorization": f"Bearer {TOKEN}"}  # no token configured: it is not a credential
+    assert served.client.get("/admin/policies", headers=wrong).status_code == 401
 
 
 def test_threshold_edit_takes_effect_on_reload_and_rolls_back(

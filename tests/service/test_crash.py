@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import REPO
 from tests.service.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,8 @@ def test_sigkill_loses_no_answered_decision(policy_copy: Path, tmp_path: Path) -
         **os.environ,
         "SWITCHBOARD_POLICIES": str(policy_copy.parent),
         "SWITCHBOARD_AUDIT_DB": str(db),
+        "SWITCHBOARD_TENANTS": str(REPO / "tenants"),
+        "SWITCHBOARD_AUTH": "off",  # the dev tenant, on the default loopback bind
         "SWITCHBOARD_BACKEND": "fake",
         "SWITCHBOARD_FAKE_LATENCY_MS": "5",
         "SWITCHBOARD_MODEL_QUEUE": "64",

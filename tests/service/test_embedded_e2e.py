@@ -29,6 +29,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     settings = Settings(
         policies=repo / "policies",
         audit_db=str(tmp / "audit.db"),
+        auth="off",
         backend="embedded",
         breaker_failures=1000,
         # The suite may share the 2 cores with other work; latency is measured by eval/bench.

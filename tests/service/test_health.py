@@ -11,6 +11,7 @@ from engine.categories import Category, VerdictStatus
 from service.app import create_app
 from service.audit import SQLiteAuditStore
 from service.settings import Settings
+from tests.conftest import REPO
 from tests.service.conftest import ServeFactory, serve
 
 
@@ -38,7 +39,11 @@ def test_healthy_model_is_reported(make_served: ServeFactory) -> None:
 def test_not_ready_when_the_audit_store_cannot_commit(policy_copy: Path, tmp_path: Path) -> None:
     store = SQLiteAuditStore(tmp_path / "audit.db")
     settings = Settings(
-        policies=policy_copy.parent, audit_db=str(tmp_path / "audit.db"), warm_up=False
+        policies=policy_copy.parent,
+        audit_db=str(tmp_path / "audit.db"),
+        warm_up=False,
+        tenants=REPO / "tenants",
+        auth="off",  # the dev tenant: probes are public anyway
     )
     app = create_app(
         settings,

@@ -22,6 +22,7 @@ from engine.backends.model_files import QWEN25_CODER_05B, assemble_model, defaul
 from engine.backends.openai_compat import OpenAICompatibleBackend
 from service.app import create_app
 from service.settings import Settings
+from tests.conftest import REPO
 from tests.llama_server import MODEL_ALIAS, LlamaServer, start_llama_server
 from tests.service.conftest import serve
 from tests.tcp_proxy import TcpProxy
@@ -49,6 +50,8 @@ def service(
         breaker_failures=2,
         breaker_cooldown_s=60,
         model_queue=32,
+        tenants=REPO / "tenants",
+        auth="off",  # the dev tenant, as `make run`
     )
     backend = OpenAICompatibleBackend(urls, MODEL_ALIAS, eject_s=60, probe_timeout_s=1)
     app = create_app(settings, backend=backend, redactor_factory=None)

@@ -10,9 +10,10 @@ import httpx
 
 from engine import AuditStoreError, DecisionRecord, HandOff, PromptRenderError
 from service.app import create_app
-from service.audit import PendingReview, RecordedDecision, ReviewOutcome
+from service.audit import AccessRecord, PendingReview, RecordedDecision, ReviewOutcome
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.settings import Settings
+from tests.conftest import REPO
 from tests.service.conftest import serve
 
 
@@ -22,10 +23,23 @@ class _BrokenStore:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    async def append(self, record: DecisionRecord, encoded: bytes | None = None) -> None:
+    async def append(
+        self,
+        record: DecisionRecord,
+        encoded: bytes | None = None,
+        *,
+        tenant: str = "",
+        region: str = "",
+    ) -> None:
         return None
 
-    async def get(self, decision_id: str) -> dict[str, Any] | None:
+    async def record_access(self, access: AccessRecord) -> None:
+        raise self.error
+
+    async def accesses(self, limit: int) -> list[AccessRecord]:
+        raise self.error
+
+    async def get(self, decision_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
         raise self.error
 
     async def ping(self) -> None:
@@ -55,16 +69,22 @@ class _BrokenStore:
     async def reviews_for(self, decision_id: str) -> list[ReviewOutcome]:
         raise self.error
 
-    async def pending_reviews(self, limit: int) -> list[PendingReview]:
+    async def pending_reviews(
+        self, limit: int, *, tenant: str | None = None, queues: frozenset[str] | None = None
+    ) -> list[PendingReview]:
         raise self.error
 
-    async def labelled(self, limit: int) -> list[tuple[str, str, str]]:
+    async def labelled(
+        self, limit: int, *, tenant: str | None = None
+    ) -> list[tuple[str, str, str]]:
         raise self.error
 
-    async def recent(self, policy_id: str, limit: int) -> list[RecordedDecision]:
+    async def recent(
+        self, policy_id: str, limit: int, *, tenant: str | None = None
+    ) -> list[RecordedDecision]:
         raise self.error
 
-    async def count(self) -> int:
+    async def count(self, *, tenant: str | None = None) -> int:
         raise self.error
 
     async def close(self) -> None:
@@ -72,7 +92,14 @@ class _BrokenStore:
 
 
 def _get(policy_copy: Path, error: Exception, path: str) -> tuple[int, str, dict[str, Any]]:
-    settings = Settings(policies=policy_copy.parent, backend="fake", warm_up=False)
+    settings = Settings(
+        policies=policy_copy.parent,
+        tenants=REPO / "tenants",
+        keys_db=str(policy_copy.parent.parent / "keys.db"),
+        auth="off",
+        backend="fake",
+        warm_up=False,
+    )
     app = create_app(settings, store=_BrokenStore(error), redactor_factory=None)
     with serve(app) as url, httpx.Client(base_url=url) as client:
         r = client.get(path)

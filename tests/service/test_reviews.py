@@ -32,7 +32,7 @@ def test_review_flow_and_export(served: Served) -> None:
 
     r = served.client.post(
         f"/reviews/{unsure['decision_id']}",
-        json={"category": "informational", "note": "just asking", "reviewer": "agent-1"},
+        json={"category": "informational", "note": "just asking"},
     )
     assert r.status_code == 201
     assert served.client.get("/reviews").json()["pending"] == []
@@ -49,10 +49,7 @@ def test_review_flow_and_export(served: Served) -> None:
         }
     ]
     assert (
-        served.client.post(
-            "/reviews/nope", json={"category": "informational", "reviewer": "a"}
-        ).status_code
-        == 404
+        served.client.post("/reviews/nope", json={"category": "informational"}).status_code == 404
     )
 
 

@@ -15,7 +15,7 @@ from engine.decide.engine import DecisionRequest, Engine
 from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
 from eval.policy_diff.command import EXIT_LEAVES_SAFETY, DiffOptions, run_diff
-from eval.policy_diff.replay import ReplayCase, read_csv_cases, sample
+from eval.policy_diff.replay import ReplayCase, read_audit_cases, read_csv_cases, sample
 from service.audit.sqlite import SQLiteAuditStore
 
 FAINTED = "I fainted twice after my second dose of the new tablets."
@@ -171,6 +171,20 @@ async def test_recorded_verdicts_are_replayed_without_the_model(repo: Path, tmp_
     assert [c.case.source for c in diff.comparisons] == ["audit", "audit"]
     assert "1 leaves safety" in result.report
     assert "`model label: informational p=0.700`" in result.report
+
+
+async def test_a_replay_reads_one_tenants_decisions(repo: Path, tmp_path: Path) -> None:
+    loaded = load_policy(repo / "policies" / "contact-center", repo / "prompts")
+    engine = Engine.build(loaded, FakeBackend(), rules_cache=RulesCache())
+    store = SQLiteAuditStore(tmp_path / "audit.db")
+    for message, tenant in ((FAINTED, "acme"), (ORDER, "globex"), (ORDER, "acme")):
+        record = await engine.decide(DecisionRequest(message, Channel.CHAT))
+        await store.append(record, tenant=tenant, region="local")
+    await store.close()
+    db = str(tmp_path / "audit.db")
+    acme = await read_audit_cases(db, "contact-center", 10, tenant="acme")
+    assert [c.message for c in acme] == [FAINTED, ORDER]
+    assert len(await read_audit_cases(db, "contact-center", 10)) == 3
 
 
 def test_an_unknown_base_revision_is_reported(

@@ -359,4 +359,4 @@ async def test_open_store_builds_postgres_from_a_url() -> None:
                 (schema,),
             ).fetchone()
             pg.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-    assert tables == (4,)  # decisions, reviews, outbox, outbox_delivery: all in the URL's schema
+    assert tables == (5,)  # decisions, reviews, accesses, outbox, outbox_delivery: all there

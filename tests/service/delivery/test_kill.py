@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from eval.bench.broker_outage import count_deliveries, delete_names
+from tests.conftest import REPO
 from tests.service.conftest import TOKEN, free_port
 from tests.service.delivery.rabbit import RABBIT_URL, Names, rabbit_or_skip
 from tests.service.test_crash import _burst
@@ -69,6 +70,8 @@ def test_sigkill_mid_burst_loses_and_doubles_no_handoff(policy_copy: Path, tmp_p
         "SWITCHBOARD_BROKER_EXCHANGE": names.exchange,
         "SWITCHBOARD_BROKER_QUEUE_PREFIX": names.queue_prefix,
         "SWITCHBOARD_DELIVERY_POLL_S": "0.2",
+        "SWITCHBOARD_TENANTS": str(REPO / "tenants"),
+        "SWITCHBOARD_AUTH": "off",  # the dev tenant, on the default loopback bind
     }
     port = free_port()
     url = f"http://127.0.0.1:{port}"

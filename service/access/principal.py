@@ -1,0 +1,76 @@
+"""Who is calling: roles, the permissions each grants, and the principal a credential names.
+
+The grant table below is the one place that says which role may do what; routes declare the one
+permission they need (``service.access.guard.requires``) and never look at roles themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Role(str, Enum):
+    CLIENT = "client"
+    """A channel integration of one tenant: classify, read its tenant's decisions."""
+    REVIEWER = "reviewer"
+    """One tenant and a set of review queues: list and resolve reviews in those queues."""
+    AUDITOR = "auditor"
+    """Reads and exports one tenant's decisions and reviews."""
+    ADMIN = "admin"
+    """Operations: reload, rollback, policy status. Sees no records."""
+
+
+class Permission(str, Enum):
+    PUBLIC = "public"  # probes and the API description: no credential
+    CLASSIFY = "classify"
+    READ_DECISIONS = "decisions:read"
+    LIST_REVIEWS = "reviews:list"
+    RESOLVE_REVIEWS = "reviews:resolve"
+    EXPORT = "reviews:export"
+    OPERATE = "admin:operate"
+
+
+GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.CLIENT: frozenset({Permission.CLASSIFY, Permission.READ_DECISIONS}),
+    Role.REVIEWER: frozenset(
+        {Permission.LIST_REVIEWS, Permission.RESOLVE_REVIEWS, Permission.READ_DECISIONS}
+    ),
+    Role.AUDITOR: frozenset(
+        {Permission.READ_DECISIONS, Permission.LIST_REVIEWS, Permission.EXPORT}
+    ),
+    Role.ADMIN: frozenset({Permission.OPERATE}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller. ``queues`` limits a reviewer (None: every queue)."""
+
+    subject: str
+    tenant: str
+    roles: frozenset[Role]
+    via: str  # "key", "oidc", "admin-token" or "auth-off"
+    queues: frozenset[str] | None = None
+
+    def may(self, permission: Permission) -> bool:
+        return permission is Permission.PUBLIC or any(
+            permission in GRANTS[role] for role in self.roles
+        )
+
+    @property
+    def role(self) -> str:
+        """The roles as one string, for logs and the access audit."""
+        return ",".join(sorted(r.value for r in self.roles))
+
+    def sees_queue(self, queue: str | None) -> bool:
+        """Whether a record in ``queue`` is visible: reviewers see their queues only."""
+        if self.roles & {Role.CLIENT, Role.AUDITOR} or self.queues is None:
+            return True
+        return queue in self.queues
+
+    def review_queues(self) -> frozenset[str] | None:
+        """The queues whose pending reviews this caller may list (None: all)."""
+        if Role.AUDITOR in self.roles or self.queues is None:
+            return None
+        return self.queues
