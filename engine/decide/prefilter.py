@@ -12,17 +12,21 @@ always searched.
 
 from __future__ import annotations
 
+import importlib
 import re
 import string
 from collections.abc import Iterable
 from typing import Any
 
-try:  # the parser re.compile itself uses (private; Python 3.11+)
-    from re import _constants as _sre  # type: ignore[attr-defined]
-    from re import _parser as _sre_parse  # type: ignore[attr-defined]
+# The parser re.compile itself uses (private; re._parser on Python 3.11+, sre_parse before).
+# Imported by name: whether type checkers know re's private submodules depends on what else
+# they happen to load, so a typed import needs a type: ignore that is sometimes unused.
+try:
+    _sre: Any = importlib.import_module("re._constants")
+    _sre_parse: Any = importlib.import_module("re._parser")
 except ImportError:  # pragma: no cover - Python 3.10
-    import sre_constants as _sre
-    import sre_parse as _sre_parse
+    _sre = importlib.import_module("sre_constants")
+    _sre_parse = importlib.import_module("sre_parse")
 
 # The only non-ASCII characters that re.IGNORECASE matches with an ASCII character (dotted
 # capital I, dotless i, long s, Kelvin sign).
