@@ -100,7 +100,8 @@ _PATTERN_GUARDS: dict[type[PatternRecognizer], tuple[str, Guard]] = {
 }
 
 
-def _phone_guard(recognizer: PhoneRecognizer) -> Guard:
+def phone_run_guard(recognizer: PhoneRecognizer) -> Guard:
+    """The cheap half of the phone guard: a run of enough digits (the lemma), nothing else."""
     leniency = recognizer.leniency
     if leniency is None or leniency < phone_digits.VALIDATING:
         # Without validation only the matcher's own pattern applies, and it needs a digit.
@@ -153,7 +154,7 @@ def guard_for(recognizer: EntityRecognizer, entity: str) -> Guard:
         PhoneRecognizer.analyze,
         SharingPhoneRecognizer.analyze,  # tested to find exactly what PhoneRecognizer finds
     ):
-        return _both(_phone_guard(recognizer), _raw_findings(recognizer, entity))
+        return _both(phone_run_guard(recognizer), _raw_findings(recognizer, entity))
     if type(recognizer) is PatternRecognizer:
         return _both(_first_match(recognizer), _raw_findings(recognizer, entity))
     for cls, (fingerprint, guard) in _PATTERN_GUARDS.items():

@@ -171,7 +171,7 @@ def _cheap_phone_guard(redactor: PresidioRedactor) -> Callable[[str], bool]:
     (phone,) = [
         r for r in redactor._analyzer.registry.recognizers if isinstance(r, PhoneRecognizer)
     ]
-    return prescan._phone_guard(phone)
+    return prescan.phone_run_guard(phone)
 
 
 def test_phone_regions_set_the_digits_a_phone_needs(
@@ -235,7 +235,7 @@ def test_custom_patterns_are_guarded_by_running_them() -> None:
 
 def test_lenient_phone_matching_needs_only_a_digit() -> None:
     lenient = PhoneRecognizer(supported_regions=("US",), leniency=0)
-    cheap = prescan._phone_guard(lenient)
+    cheap = prescan.phone_run_guard(lenient)
     assert cheap("a 1")
     assert not cheap("no digits here")
 
@@ -263,5 +263,5 @@ def test_the_guards_classes_hold_every_character_presidio_matches(
 
 @given(st.text(alphabet=" -.x1", max_size=40))
 def test_the_phone_run_pattern_stays_fast_on_ambiguous_text(text: str) -> None:
-    cheap = prescan._phone_guard(PhoneRecognizer(supported_regions=("FR",)))
+    cheap = prescan.phone_run_guard(PhoneRecognizer(supported_regions=("FR",)))
     cheap(text * 20)  # backtracking that blew up would time out hypothesis' deadline
