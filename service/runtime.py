@@ -23,6 +23,7 @@ from engine.errors import PolicyError, PolicyNotFoundError, PolicyProblem
 from engine.pii.base import Redactor
 from engine.policy.loader import load_catalog
 from engine.policy.model import Redaction
+from service.access.tenants import Tenant
 from service.settings import Settings
 
 RedactorFactory = Callable[[Redaction], Redactor]
@@ -42,6 +43,16 @@ class EngineSet:
         if key not in self.engines:
             raise PolicyNotFoundError(key, sorted(self.engines))
         return self.engines[key]
+
+    def for_tenant(self, tenant: Tenant, policy_id: str | None) -> Engine:
+        """The engine a tenant's message is decided by: the policy it names, else the tenant's
+        default, else the service's. One the tenant may not use is refused exactly like one that
+        does not exist (``/classify``, ``consume`` and ``batch`` all ask here)."""
+        engine = self.get(policy_id or tenant.default_policy)
+        if not tenant.allows(engine.loaded.id):
+            allowed = sorted(p for p in self.engines if tenant.allows(p))
+            raise PolicyNotFoundError(engine.loaded.id, allowed)
+        return engine
 
     @cached_property
     def all(self) -> tuple[Engine, ...]:

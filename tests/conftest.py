@@ -25,9 +25,11 @@ DEFAULT_POLICY = FIXTURES / "policies" / "contact-center"
 
 @pytest.fixture
 def policy_copy(tmp_path: Path) -> Path:
-    """A writable copy of the default policy plus the prompts, laid out like the repo."""
+    """A writable copy of the default policy plus the prompts and tenants, laid out like the
+    repo."""
     shutil.copytree(DEFAULT_POLICY, tmp_path / "policies" / "contact-center")
     shutil.copytree(PROMPTS, tmp_path / "prompts")
+    shutil.copytree(REPO / "tenants", tmp_path / "tenants")
     return tmp_path / "policies" / "contact-center"
 
 

@@ -22,8 +22,12 @@ class Residency:
     def regions(self) -> list[str]:
         return sorted(self.stores)
 
+    def serving(self, tenant: Tenant) -> AuditStore | None:
+        """The tenant's region's store, if this process serves that region."""
+        return self.stores.get(tenant.region)
+
     def store_for(self, tenant: Tenant) -> AuditStore:
-        store = self.stores.get(tenant.region)
+        store = self.serving(tenant)
         if store is None:
             raise ProblemError(
                 421,

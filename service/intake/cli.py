@@ -41,7 +41,7 @@ def _consume(args: argparse.Namespace) -> int:
     names = ConsumeNames(args.queue, args.results_exchange, args.dead_letter_queue)
 
     async def run() -> dict[str, object]:
-        async with intake_runtime(settings, queue=args.prefetch) as runtime:
+        async with intake_runtime(settings, queue=args.prefetch, tenant=args.tenant) as runtime:
             assert settings.broker_url is not None
             consumer = Consumer(
                 runtime,
@@ -70,7 +70,7 @@ def _batch(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> dict[str, object]:
-        async with intake_runtime(settings, queue=args.concurrency) as runtime:
+        async with intake_runtime(settings, queue=args.concurrency, tenant=args.tenant) as runtime:
             summary = await run_batch(
                 runtime.intake,
                 export,
@@ -85,6 +85,12 @@ def _batch(args: argparse.Namespace) -> int:
     return 0
 
 
+_TENANT_HELP = (
+    "tenant of messages that name none (default: the only tenant declared, if there is one); "
+    "each is decided and stored in its tenant's region, which this process must serve"
+)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     consume = sub.add_parser("consume", help="decide messages from a RabbitMQ queue")
     consume.add_argument("--queue", default="switchboard.intake")
@@ -94,6 +100,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     consume.add_argument("--max-messages", type=int, help="stop after this many messages")
     consume.add_argument("--idle-s", type=float, help="stop after this long without a message")
     consume.add_argument("--backend", choices=BACKENDS, help="default: $SWITCHBOARD_BACKEND")
+    consume.add_argument("--tenant", help=_TENANT_HELP)
     consume.set_defaults(handler=_consume)
 
     batch = sub.add_parser("batch", help="decide an export (JSON lines or CSV), resumable")
@@ -108,4 +115,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     batch.add_argument("--no-progress", action="store_true")
     batch.add_argument("--backend", choices=BACKENDS, help="default: $SWITCHBOARD_BACKEND")
+    batch.add_argument("--tenant", help=_TENANT_HELP)
     batch.set_defaults(handler=_batch)

@@ -1,10 +1,12 @@
 """An intake message (queue or batch line): parsed, bounded, or refused with the reason.
 
-A message is ``{"message_id": ..., "message": ..., "channel": ..., "policy": ..., "metadata":
-...}`` (``text`` is accepted for ``message``, ``id`` for ``message_id``). What cannot be decided
-(not JSON, no id, no text, an unknown channel, too large) is a ``PoisonMessageError`` that says
-why: the consumer sends it to the dead-letter queue, the batch writes it to its output as an
-error line. An unknown policy is found when the engine is looked up, with the same error.
+A message is ``{"message_id": ..., "message": ..., "channel": ..., "tenant": ..., "policy": ...,
+"metadata": ...}`` (``text`` is accepted for ``message``, ``id`` for ``message_id``). What
+cannot be decided (not JSON, no id, no text, an unknown channel, too large) is a
+``PoisonMessageError`` that says why: the consumer sends it to the dead-letter queue, the batch
+writes it to its output as an error line. An unknown tenant or policy, or a tenant whose region
+this process does not serve, is found when the message is placed (``service.intake.intake``),
+with the same error.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class IntakeMessage:
     channel: Channel = Channel.CHAT
     policy: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    tenant: str | None = None
 
     @classmethod
     def from_json(cls, raw: bytes, *, max_bytes: int, max_chars: int) -> IntakeMessage:
@@ -65,13 +68,22 @@ class IntakeMessage:
             raise PoisonMessageError(
                 "unknown_channel", f"{data.get('channel')!r}: use chat, email or voice"
             ) from exc
-        policy = data.get("policy") or data.get("tenant") or None
+        policy = data.get("policy") or None
+        tenant = data.get("tenant") or None
         metadata = data.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise PoisonMessageError("invalid_metadata", "'metadata' must be an object")
-        return cls(str(message_id), text, channel, str(policy) if policy else None, metadata)
+        return cls(
+            str(message_id),
+            text,
+            channel,
+            str(policy) if policy else None,
+            metadata,
+            str(tenant) if tenant else None,
+        )
 
 
-def decision_id_for(policy_id: str, message_id: str) -> str:
-    """The decision id of a caller's message: the same message always maps to the same id."""
-    return uuid.uuid5(_NAMESPACE, f"{policy_id}\x00{message_id}").hex
+def decision_id_for(tenant_id: str, policy_id: str, message_id: str) -> str:
+    """The decision id of a tenant's message: the same message always maps to the same id, and
+    two tenants' messages never share one."""
+    return uuid.uuid5(_NAMESPACE, f"{tenant_id}\x00{policy_id}\x00{message_id}").hex

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Request, Response
 
 from engine import DecisionRequest
 from engine.decide.record import encode_record
-from engine.errors import PolicyNotFoundError
 from service.access.control import Caller
 from service.access.guard import requires
 from service.access.principal import Permission
@@ -63,10 +62,7 @@ async def classify(
         raise ProblemError(503, "Not ready", "No policy is loaded.", headers={"Retry-After": "5"})
     # Held for the whole request: reloads do not affect it. A policy the tenant may not use
     # answers exactly like one that does not exist.
-    engine = engines.get(body.policy or tenant.default_policy)
-    if not tenant.allows(engine.loaded.id):
-        allowed = sorted(p for p in engines.engines if tenant.allows(p))
-        raise PolicyNotFoundError(engine.loaded.id, allowed)
+    engine = engines.for_tenant(tenant, body.policy)
     admitted = state.admission.admit(engine.policy.fallbacks.overload, tenant)
     if isinstance(admitted, Refuse):
         raise ProblemError(

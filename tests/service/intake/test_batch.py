@@ -59,4 +59,4 @@ async def test_a_batch_resumes_without_deciding_twice(policy_copy: Path, tmp_pat
     assert len(lines) == 31
     with sqlite3.connect(tmp_path / "audit.db") as conn:
         stored = {row[0] for row in conn.execute("SELECT decision_id FROM decisions")}
-    assert stored == {decision_id_for("contact-center", f"m-{i}") for i in range(30)}
+    assert stored == {decision_id_for("dev", "contact-center", f"m-{i}") for i in range(30)}

@@ -121,7 +121,7 @@ def test_batch_killed_mid_file_and_rerun_decides_every_line_once(
     # (a cancel swallowed at shutdown; see Dispatcher._idle).
     assert sorted(ids) == sorted(f"m-{i}" for i in range(n)), "each line once in the output"
     recorded = _recorded(db)
-    assert sorted(recorded) == sorted(decision_id_for(POLICY, f"m-{i}") for i in range(n))
+    assert sorted(recorded) == sorted(decision_id_for("dev", POLICY, f"m-{i}") for i in range(n))
 
 
 async def _publish(queue: str, bodies: list[bytes]) -> None:
@@ -241,10 +241,10 @@ def test_consume_killed_mid_stream_ends_with_one_record_per_message(
         ),
     )
     assert leftover == []
-    assert sorted(recorded) == sorted(decision_id_for(POLICY, f"c-{i}") for i in range(n))
+    assert sorted(recorded) == sorted(decision_id_for("dev", POLICY, f"c-{i}") for i in range(n))
     assert counts["decided"] == n - recorded_at_kill, "a recorded message was decided again"
     assert set(per_message) == {f"c-{i}" for i in range(n)}, "every message has a result"
-    assert all(decisions[f"c-{i}"] == decision_id_for(POLICY, f"c-{i}") for i in range(n))
+    assert all(decisions[f"c-{i}"] == decision_id_for("dev", POLICY, f"c-{i}") for i in range(n))
     # A result published but not acknowledged at the kill is published again (same decision id,
     # header already_decided): at most the messages in flight (prefetch 8).
     assert sum(c - 1 for c in per_message.values()) <= 8
