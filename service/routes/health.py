@@ -1,8 +1,9 @@
 """Probes and metrics for the platform.
 
 ``/healthz``: the process is alive. ``/readyz``: this replica can give a decision (a policy is
-active, the audit store commits); the model's health is a field of its body and a metric, never
-a reason to be taken out of rotation, because the policy's fallbacks decide without the model.
+active, the audit store of every region it serves commits); the model's health is a field of its
+body and a metric, never a reason to be taken out of rotation, because the policy's fallbacks
+decide without the model.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from engine import AuditStoreError
 from engine.backends.openai_compat import OpenAICompatibleBackend
 from service.access.guard import public
+from service.audit import AuditStore
 from service.problems import ProblemError, documented
 from service.state import AppState, app_state
 
@@ -43,6 +45,7 @@ async def healthz() -> dict[str, str]:
         example={
             "status": "ready",
             "backend": "openai",
+            "regions": ["eu"],
             "policies": [
                 {
                     "id": "contact-center",
@@ -64,19 +67,40 @@ async def readyz(request: Request) -> dict[str, object]:
     active = state.holder.active
     if active is None:
         raise ProblemError(503, "Not ready", "no policy loaded", headers={"Retry-After": "5"})
-    try:
-        await asyncio.wait_for(state.store.ping(), timeout=STORE_PING_TIMEOUT_S)
-    except (AuditStoreError, asyncio.TimeoutError) as exc:
-        detail = "the audit store does not commit" + (
-            f": {exc}" if isinstance(exc, AuditStoreError) else " in time"
+    stores = state.access.residency.stores or {state.settings.region: state.store}
+    failing = await _failing_stores(stores)
+    if failing:
+        detail = "; ".join(f"region {region}: {why}" for region, why in sorted(failing.items()))
+        raise ProblemError(
+            503,
+            "Not ready",
+            f"the audit store does not commit: {detail}",
+            headers={"Retry-After": "5"},
         )
-        raise ProblemError(503, "Not ready", detail, headers={"Retry-After": "5"}) from exc
     return {
         "status": "ready",
         "policies": active.describe(),
+        "regions": sorted(stores),
         "backend": state.guard.name,
         "model": model_health(state),
     }
+
+
+async def _failing_stores(stores: dict[str, AuditStore]) -> dict[str, str]:
+    """Each served region's store must commit: a replica that cannot record a region's decisions
+    would answer its tenants 503, so it leaves rotation rather than take their traffic."""
+
+    async def ping(store: AuditStore) -> str | None:
+        try:
+            await asyncio.wait_for(store.ping(), timeout=STORE_PING_TIMEOUT_S)
+        except AuditStoreError as exc:
+            return str(exc) or type(exc).__name__
+        except asyncio.TimeoutError:
+            return "no commit in time"
+        return None
+
+    answers = await asyncio.gather(*(ping(store) for store in stores.values()))
+    return {region: why for region, why in zip(stores, answers, strict=True) if why is not None}
 
 
 def model_health(state: AppState) -> dict[str, object]:

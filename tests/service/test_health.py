@@ -60,3 +60,33 @@ def test_not_ready_when_the_audit_store_cannot_commit(policy_copy: Path, tmp_pat
         assert r.status_code == 503
         assert "audit store" in r.json()["detail"]
         assert r.headers["retry-after"] == "5"
+
+
+def test_not_ready_when_any_served_regions_store_cannot_commit(
+    policy_copy: Path, tmp_path: Path
+) -> None:
+    settings = Settings(
+        policies=policy_copy.parent,
+        audit_dbs={"eu": str(tmp_path / "eu.db"), "us": str(tmp_path / "us.db")},
+        region="eu",
+        warm_up=False,
+        tenants=REPO / "tenants",
+        auth="off",
+    )
+    app = create_app(
+        settings,
+        backend=FakeBackend(default=Scripted.label(Category.SERVICE_ACTION)),
+        redactor_factory=None,
+    )
+    with serve(app) as url, httpx.Client(base_url=url) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["regions"] == ["eu", "us"]
+        us = app.state.switchboard.access.residency.stores["us"]
+        assert isinstance(us, SQLiteAuditStore)
+        assert us._writer is not None
+        us._writer.close()  # not the home region's store: readiness must still see it
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        assert "region us" in r.json()["detail"]
+        assert "region eu" not in r.json()["detail"]
