@@ -7,6 +7,7 @@ for psycopg). A database module supplies ``_placeholder``, ``_read`` and a group
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 from collections.abc import Iterable, Sequence
@@ -96,7 +97,7 @@ def _record(value: Any) -> dict[str, Any]:
     return data
 
 
-class SqlAuditStore:
+class SqlAuditStore(abc.ABC):
     """The ``AuditStore`` contract over a database module's ``_read`` and group writer."""
 
     _placeholder: str
@@ -104,8 +105,9 @@ class SqlAuditStore:
     _group: GroupCommitWriter | None
     _name: str
 
+    @abc.abstractmethod
     def _read(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+        """Run one read statement on a connection of the database module's own."""
 
     def _writable(self) -> GroupCommitWriter:
         if self._group is None:
