@@ -184,6 +184,13 @@ def process_sample(pid: int) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and all its threads so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def metric_value(url: str, name: str) -> float | None:
     text = httpx.get(url + "/metrics", timeout=5).text
     for line in text.splitlines():

@@ -7,6 +7,11 @@ returns a constant (the ceiling), then ``switchboard serve --backend fake`` with
 all included). Model concurrency and queue are sized for a fake backend (64/256) so the model
 guard never sheds: this measures the service's own cost. Reports rps, latency percentiles and
 each server's rps as a fraction of the bare endpoint's.
+
+Also the server process's CPU time per answered request (all its threads, from /proc): on a
+machine shared with other work, rps moves with what the neighbours do, CPU per request much
+less, so ``cpu_ratio_to_bare`` (bare CPU per request over this server's) is the steadier
+reading of the same question.
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ from eval.bench import loadgen, openloop
 from eval.bench.report import emit, summary
 
 
-def _load(url: str, seconds: int, connections: int) -> dict[str, float]:
+def _load(server: loadgen.Server, seconds: int, connections: int) -> dict[str, float]:
+    before = loadgen.cpu_seconds(server.pid)
+    result = _drive(server.url, seconds, connections)
+    spent = loadgen.cpu_seconds(server.pid) - before
+    answered = result["requests"] - result["non_2xx"] - result["socket_errors"]
+    result["cpu_us_per_request"] = round(spent / max(answered, 1) * 1e6, 1)
+    return result
+
+
+def _drive(url: str, seconds: int, connections: int) -> dict[str, float]:
     if loadgen.have_wrk():
         return loadgen.wrk(url + "/classify", seconds=seconds, connections=connections)
     run = openloop.closed_loop(url, connections=connections, seconds=seconds)
@@ -52,10 +66,10 @@ def run(*, seconds: int = 10, rounds: int = 1, connections: int = 64) -> dict[st
             loadgen.service(work / "50", latency_ms=50) as slow,
         ):
             for server in (bare, fast, slow):  # warm: imports, caches, first connections
-                _load(server.url, 2, connections)
+                _load(server, 2, connections)
             for _ in range(rounds):
                 for name, server in (("bare", bare), ("fake_0ms", fast), ("fake_50ms", slow)):
-                    passes[name].append(_load(server.url, seconds, connections))
+                    passes[name].append(_load(server, seconds, connections))
     results: dict[str, Any] = {
         "loadgen": "wrk" if loadgen.have_wrk() else "asyncio",
         "connections": connections,
@@ -66,10 +80,24 @@ def run(*, seconds: int = 10, rounds: int = 1, connections: int = 64) -> dict[st
         median_rps = statistics.median(r["rps"] for r in runs)
         results[name] = min(runs, key=lambda r: abs(r["rps"] - median_rps))
     ceiling = results["bare"]["rps"]
+    bare_cpu = results["bare"]["cpu_us_per_request"]
     for name in ("fake_0ms", "fake_50ms"):
         results[name]["ratio_to_bare"] = round(results[name]["rps"] / ceiling, 3)
+        cpu = results[name]["cpu_us_per_request"]
+        results[name]["cpu_ratio_to_bare"] = round(bare_cpu / cpu, 3) if cpu else None
     rows: list[list[Any]] = [
-        ["server", "rps", "ratio", "p50 ms", "p90 ms", "p99 ms", "non-2xx", "errors"]
+        [
+            "server",
+            "rps",
+            "ratio",
+            "CPU µs/request",
+            "CPU ratio",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "non-2xx",
+            "errors",
+        ]
     ]
     for name in passes:
         r = results[name]
@@ -78,6 +106,8 @@ def run(*, seconds: int = 10, rounds: int = 1, connections: int = 64) -> dict[st
                 name,
                 r["rps"],
                 r.get("ratio_to_bare", 1.0),
+                r["cpu_us_per_request"],
+                r.get("cpu_ratio_to_bare", 1.0),
                 r["p50_ms"],
                 r["p90_ms"],
                 r["p99_ms"],

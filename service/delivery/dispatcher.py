@@ -33,7 +33,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     stop_never,
     wait_exponential,
 )
@@ -188,41 +187,40 @@ class Dispatcher:
         return len(settled)
 
     async def _deliver(self, entry: OutboxEntry) -> Settlement:
+        # A plain loop, not tenacity: nearly every hand-off is delivered at the first attempt,
+        # and tenacity's machinery per attempt cost 4% of a served decision (py-spy).
         attempts = 0
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(HandOffRejectedError),
-            stop=stop_after_attempt(self.policy.max_attempts),
-            wait=wait_exponential(
-                multiplier=self.policy.retry_wait_s, max=self.policy.retry_wait_max_s
-            ),
-            reraise=True,
-            sleep=self._sleep,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    try:
-                        await self.integrations.deliver(entry.message)
-                    except HandOffRejectedError:
-                        self.metrics.failures.labels("rejected").inc()
-                        raise
-        except HandOffRejectedError as exc:
-            self.metrics.dead_lettered.labels(entry.routing_key).inc()
-            log.warning(
-                "dead letter",
-                extra={
-                    "fields": {
-                        "event": "handoff_dead_lettered",
-                        "idempotency_key": entry.idempotency_key,
-                        "attempts": attempts,
-                        "reason": str(exc)[:300],
-                    }
-                },
-            )
-            return Settlement(entry.id, "dead", attempts, str(exc)[:1000], self._clock())
+        while True:
+            attempts += 1
+            try:
+                await self.integrations.deliver(entry.message)
+                break
+            except HandOffRejectedError as exc:
+                self.metrics.failures.labels("rejected").inc()
+                if attempts < self.policy.max_attempts:
+                    await self._sleep(self._backoff(attempts))
+                    continue
+                self.metrics.dead_lettered.labels(entry.routing_key).inc()
+                log.warning(
+                    "dead letter",
+                    extra={
+                        "fields": {
+                            "event": "handoff_dead_lettered",
+                            "idempotency_key": entry.idempotency_key,
+                            "attempts": attempts,
+                            "reason": str(exc)[:300],
+                        }
+                    },
+                )
+                return Settlement(entry.id, "dead", attempts, str(exc)[:1000], self._clock())
         self.metrics.delivered.labels(entry.routing_key).inc()
         return Settlement(entry.id, "delivered", attempts, None, self._clock())
+
+    def _backoff(self, attempts: int) -> float:
+        """The wait after ``attempts`` refusals: doubling from ``retry_wait_s``, capped."""
+        return float(
+            min(self.policy.retry_wait_s * 2 ** (attempts - 1), self.policy.retry_wait_max_s)
+        )
 
     async def _settle(self, settlements: Sequence[Settlement]) -> None:
         try:

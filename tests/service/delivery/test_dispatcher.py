@@ -124,3 +124,25 @@ async def test_the_running_dispatcher_delivers_what_is_committed_while_it_runs(
         assert [m["decision_id"] for m in sink.delivered] == [record.decision_id]
     finally:
         await dispatcher.stop()
+
+
+async def test_a_refused_handoff_backs_off_doubling_up_to_the_cap(
+    store: SQLiteAuditStore,
+) -> None:
+    await store.append(with_handoff(1))
+    sink = RecordingIntegrations()
+    sink.fail_with = HandOffRejectedError("refused")
+    waits: list[float] = []
+
+    async def recording_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    dispatcher = Dispatcher(
+        store,
+        sink,
+        DeliveryMetrics(CollectorRegistry()),
+        policy=DeliveryPolicy(max_attempts=5, retry_wait_s=0.5, retry_wait_max_s=3.0),
+        sleep=recording_sleep,
+    )
+    assert await dispatcher.deliver_pending() == 1
+    assert waits == [0.5, 1.0, 2.0, 3.0]  # between the five attempts; none after the last
