@@ -28,12 +28,10 @@ from engine import (
 )
 from engine.backends.base import LLMBackend
 from engine.backends.registry import BACKENDS, BackendSettings, build_backend
+from engine.replay import ReplayCase, Replayer, read_csv_cases
 from eval.policy_diff.replay import (
-    ReplayCase,
-    Replayer,
     materialise,
     read_audit_cases,
-    read_csv_cases,
     repo_root,
     resolve_revision,
     sample,

@@ -1,80 +1,22 @@
-"""Replays messages under two policy revisions and compares the decisions, for policy reviews.
+"""Where ``switchboard diff`` gets its messages and revisions: recorded decisions from the audit
+store, and a revision's policies and prompts out of git.
 
-Each message is prepared by both engines (channel normalisation, keyword groups) and its prompt is
-rendered by both. When the two prompts are identical, one verdict serves both sides: the label
-probabilities recorded in the audit store when there are any, otherwise one model call. Only when
-the prompt itself changed is the model asked twice. The verdict is the only input the two sides
-could disagree on by chance, so a difference in the report is always caused by the policy change.
+The replay itself (one verdict shared by both revisions when the prompt renders identically) is
+``engine.replay``, which the workbench's playground uses too.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from engine import (
-    AuditStoreError,
-    Category,
-    Channel,
-    DecisionRecord,
-    DecisionRequest,
-    Engine,
-    MessageRejectedError,
-    ReplayError,
-    VerdictStatus,
-)
-from engine.backends.base import LabelVerdict, RenderedPrompt
-
-SAFETY = Category.SAFETY_COMPLIANCE
-
-
-@dataclass(frozen=True)
-class ReplayCase:
-    """One message to decide under both revisions, with what is known about it."""
-
-    case_id: str
-    message: str
-    channel: Channel
-    source: str
-    label: Category | None = None
-    recorded: LabelVerdict | None = None
-
-
-# -- where messages come from ------------------------------------------------------------------
-
-
-def read_csv_cases(path: Path) -> list[ReplayCase]:
-    """A labelled CSV: ``text`` (required), ``id``, ``label``, ``channel`` (optional)."""
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ReplayError(f"cannot read {path}: {exc}") from exc
-    if rows and "text" not in rows[0]:
-        raise ReplayError(f"{path} has no 'text' column; expected id,text,label[,channel]")
-    cases = []
-    for i, row in enumerate(rows, start=2):  # line 1 is the header
-        try:
-            label = Category(row["label"]) if row.get("label") else None
-            channel = Channel(row["channel"]) if row.get("channel") else Channel.CHAT
-        except ValueError as exc:
-            raise ReplayError(f"{path}:{i}: {exc}") from exc
-        cases.append(
-            ReplayCase(
-                case_id=row.get("id") or f"{path.stem}-{i}",
-                message=row["text"] or "",
-                channel=channel,
-                source=path.name,
-                label=label,
-            )
-        )
-    return cases
+from engine import AuditStoreError, Category, Channel, ReplayError, VerdictStatus
+from engine.backends.base import LabelVerdict
+from engine.replay import ReplayCase
 
 
 async def read_audit_cases(
@@ -175,92 +117,3 @@ def materialise(repo: Path, commit: str, paths: Iterable[Path], dest: Path) -> N
 
 def repo_root(start: Path) -> Path:
     return Path(_git(start, "rev-parse", "--show-toplevel").decode().strip())
-
-
-# -- the comparison --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One message decided under both revisions."""
-
-    case: ReplayCase
-    base: DecisionRecord
-    head: DecisionRecord
-    verdict_source: str  # "recorded", "model" (one call for both sides) or "model x2"
-
-    @property
-    def category_changed(self) -> bool:
-        return self.base.category is not self.head.category
-
-    @property
-    def leaves_safety(self) -> bool:
-        return self.base.category is SAFETY and self.head.category is not SAFETY
-
-    @property
-    def enters_safety(self) -> bool:
-        return self.base.category is not SAFETY and self.head.category is SAFETY
-
-    @property
-    def review_changed(self) -> bool:
-        return self.base.requires_human_review != self.head.requires_human_review
-
-    @property
-    def workflow_changed(self) -> bool:
-        return _route(self.base) != _route(self.head)
-
-    @property
-    def changed(self) -> bool:
-        return self.category_changed or self.review_changed or self.workflow_changed
-
-
-def _route(record: DecisionRecord) -> tuple[object, ...]:
-    w = record.workflow
-    return (w.name, tuple(w.completed), w.next_step, w.status, w.queue)
-
-
-class Replayer:
-    """Decides cases under a base and a head engine that share one backend."""
-
-    def __init__(self, base: Engine, head: Engine, *, deadline_s: float = 120.0) -> None:
-        self.base = base
-        self.head = head
-        self.deadline_s = deadline_s
-        self.model_calls = 0
-
-    async def _ask(self, engine: Engine, prompt: RenderedPrompt | None) -> LabelVerdict:
-        if prompt is None:
-            return LabelVerdict.failed(VerdictStatus.SKIPPED, "redaction failed: not sent")
-        self.model_calls += 1
-        return await engine.ask_model(prompt, deadline_s=self.deadline_s)
-
-    async def compare(self, case: ReplayCase) -> Comparison | None:
-        """Both decisions for ``case``; None when the message is not decidable (e.g. empty)."""
-        request = DecisionRequest(case.message, case.channel, decision_id=case.case_id)
-        try:
-            base_prompt = self.base.prompt_for(request)
-            head_prompt = self.head.prompt_for(request)
-        except MessageRejectedError:
-            return None
-        same_prompt = (
-            base_prompt is not None
-            and head_prompt is not None
-            and base_prompt.messages == head_prompt.messages
-            and self.base.prompts.choices == self.head.prompts.choices
-        )
-        if same_prompt and case.recorded is not None:
-            base_verdict = head_verdict = case.recorded
-            source = "recorded"
-        elif same_prompt:
-            base_verdict = head_verdict = await self._ask(self.base, base_prompt)
-            source = "model"
-        else:
-            base_verdict = await self._ask(self.base, base_prompt)
-            head_verdict = await self._ask(self.head, head_prompt)
-            source = "model x2"
-        return Comparison(
-            case=case,
-            base=self.base.replay(request, base_verdict),
-            head=self.head.replay(request, head_verdict),
-            verdict_source=source,
-        )

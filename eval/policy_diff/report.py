@@ -6,7 +6,6 @@ decision paths side by side, then messages that enter safety, then every other c
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from engine.decide.record import DecisionRecord
 from engine.policy.loader import LoadedPolicy
 from engine.policy.model import Policy
-from eval.policy_diff.replay import SAFETY, Comparison
+from engine.replay import SAFETY, Comparison, aligned
 
 MESSAGE_CHARS = 300
 _MARKDOWN = re.compile(r"([\\`*_\[\]|~])")
@@ -177,22 +176,9 @@ def _side_by_side(c: Comparison, base_name: str, head_name: str) -> list[str]:
         "| # | base decision path | head decision path |",
         "|---|---|---|",
     ]
-    for i, (left, right) in enumerate(_aligned(_path(b), _path(h)), start=1):
+    for i, (left, right) in enumerate(aligned(_path(b), _path(h)), start=1):
         mark = "" if left == right else " ≠"
-        rows.append(f"| {i}{mark} | {left} | {right} |")
-    return rows
-
-
-def _aligned(left: list[str], right: list[str]) -> list[tuple[str, str]]:
-    """The two paths as rows, steps both share on the same row (a line diff of the paths)."""
-    rows: list[tuple[str, str]] = []
-    matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op == "equal":
-            rows += zip(left[i1:i2], right[j1:j2], strict=True)
-        else:
-            rows += [(step, "") for step in left[i1:i2]]
-            rows += [("", step) for step in right[j1:j2]]
+        rows.append(f"| {i}{mark} | {left or ''} | {right or ''} |")
     return rows
 
 

@@ -14,8 +14,9 @@ from engine.cli import main
 from engine.decide.engine import DecisionRequest, Engine
 from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
+from engine.replay import ReplayCase, read_csv_cases
 from eval.policy_diff.command import EXIT_LEAVES_SAFETY, DiffOptions, run_diff
-from eval.policy_diff.replay import ReplayCase, read_audit_cases, read_csv_cases, sample
+from eval.policy_diff.replay import read_audit_cases, sample
 from service.audit.sqlite import SQLiteAuditStore
 
 FAINTED = "I fainted twice after my second dose of the new tablets."

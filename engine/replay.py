@@ -1,0 +1,221 @@
+"""One message decided under two policy revisions, sharing the model verdict when it can.
+
+The one replay ``switchboard diff`` and the workbench's playground both use. Each message is
+prepared by both engines (channel normalisation, redaction, keyword groups) and its prompt is
+rendered by both. When the two prompts are identical, one verdict serves both sides: a recorded
+one when there is one, otherwise one model call. Only when the prompt itself changed is the model
+asked twice. The verdict is the only input the two sides could disagree on by chance, so every
+difference between the two decisions is caused by the policy change.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from engine.backends.base import LabelVerdict, RenderedPrompt
+from engine.categories import Category, Channel, VerdictStatus
+from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.record import DecisionRecord, PathStep
+from engine.errors import MessageRejectedError, ReplayError
+
+SAFETY = Category.SAFETY_COMPLIANCE
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ReplayCase:
+    """One message to decide under both revisions, with what is known about it."""
+
+    case_id: str
+    message: str
+    channel: Channel
+    source: str
+    label: Category | None = None
+    recorded: LabelVerdict | None = None
+
+
+def read_csv_cases(path: Path) -> list[ReplayCase]:
+    """A labelled CSV: ``text`` (required), ``id``, ``label``, ``channel`` (optional)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ReplayError(f"cannot read {path}: {exc}") from exc
+    if rows and "text" not in rows[0]:
+        raise ReplayError(f"{path} has no 'text' column; expected id,text,label[,channel]")
+    cases = []
+    for i, row in enumerate(rows, start=2):  # line 1 is the header
+        try:
+            label = Category(row["label"]) if row.get("label") else None
+            channel = Channel(row["channel"]) if row.get("channel") else Channel.CHAT
+        except ValueError as exc:
+            raise ReplayError(f"{path}:{i}: {exc}") from exc
+        cases.append(
+            ReplayCase(
+                case_id=row.get("id") or f"{path.stem}-{i}",
+                message=row["text"] or "",
+                channel=channel,
+                source=path.name,
+                label=label,
+            )
+        )
+    return cases
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One aspect of the decision that the two revisions answer differently."""
+
+    aspect: str  # "category", "confidence", "human review", "keyword groups", ...
+    base: str
+    head: str
+
+
+def aligned(left: Sequence[T], right: Sequence[T]) -> list[tuple[T | None, T | None]]:
+    """Two paths as rows, the steps both share on the same row (a line diff of the paths)."""
+    rows: list[tuple[T | None, T | None]] = []
+    matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            rows += zip(left[i1:i2], right[j1:j2], strict=True)
+        else:
+            rows += [(step, None) for step in left[i1:i2]]
+            rows += [(None, step) for step in right[j1:j2]]
+    return rows
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One message decided under both revisions."""
+
+    case: ReplayCase
+    base: DecisionRecord
+    head: DecisionRecord
+    verdict_source: str  # "recorded", "model" (one call for both sides) or "model x2"
+
+    @property
+    def category_changed(self) -> bool:
+        return self.base.category is not self.head.category
+
+    @property
+    def leaves_safety(self) -> bool:
+        return self.base.category is SAFETY and self.head.category is not SAFETY
+
+    @property
+    def enters_safety(self) -> bool:
+        return self.base.category is not SAFETY and self.head.category is SAFETY
+
+    @property
+    def review_changed(self) -> bool:
+        return self.base.requires_human_review != self.head.requires_human_review
+
+    @property
+    def workflow_changed(self) -> bool:
+        return _route(self.base) != _route(self.head)
+
+    @property
+    def changed(self) -> bool:
+        return self.category_changed or self.review_changed or self.workflow_changed
+
+    def path_rows(self) -> list[tuple[PathStep | None, PathStep | None]]:
+        """The two decision paths aligned step by step; a row with one side empty differs."""
+        return aligned(self.base.decision_path, self.head.decision_path)
+
+    def differences(self) -> list[Difference]:
+        """Every aspect that differs, in the order a reviewer reads a decision."""
+        out: list[Difference] = []
+        for aspect, read in _ASPECTS:
+            left, right = read(self.base), read(self.head)
+            if left != right:
+                out.append(Difference(aspect, left, right))
+        return out
+
+
+def _route(record: DecisionRecord) -> tuple[object, ...]:
+    w = record.workflow
+    return (w.name, tuple(w.completed), w.next_step, w.status, w.queue)
+
+
+def _confidence(record: DecisionRecord) -> str:
+    return "—" if record.confidence is None else f"{record.confidence:.3f}"
+
+
+def _names(items: Sequence[str]) -> str:
+    return ", ".join(items) or "—"
+
+
+def _workflow(record: DecisionRecord) -> str:
+    w = record.workflow
+    where = f" in {w.queue}" if w.queue else ""
+    return f"{w.name.value}: {w.status}{where}"
+
+
+_ASPECTS = (
+    ("category", lambda r: r.category.value),
+    ("confidence", _confidence),
+    ("human review", lambda r: "yes" if r.requires_human_review else "no"),
+    ("keyword groups", lambda r: _names(r.keywords_matched)),
+    ("rules fired", lambda r: _names([f.id for f in r.rules_fired])),
+    ("decision path", lambda r: " → ".join(f"{s.stage} {s.code}" for s in r.decision_path)),
+    ("workflow", _workflow),
+    ("workflow next step", lambda r: r.next_step or "—"),
+)
+
+
+class Replayer:
+    """Decides cases under a base and a head engine that share one backend.
+
+    ``model_calls`` counts the calls made: at most one per case unless the prompt changed.
+    """
+
+    def __init__(self, base: Engine, head: Engine, *, deadline_s: float = 120.0) -> None:
+        self.base = base
+        self.head = head
+        self.deadline_s = deadline_s
+        self.model_calls = 0
+
+    async def _ask(self, engine: Engine, prompt: RenderedPrompt | None) -> LabelVerdict:
+        if prompt is None:
+            return LabelVerdict.failed(VerdictStatus.SKIPPED, "redaction failed: not sent")
+        self.model_calls += 1
+        return await engine.ask_model(prompt, deadline_s=self.deadline_s)
+
+    async def compare(self, case: ReplayCase) -> Comparison | None:
+        """Both decisions for ``case``; None when the message is not decidable (e.g. empty)."""
+        request = DecisionRequest(case.message, case.channel, decision_id=case.case_id)
+        try:
+            base_prompt = self.base.prompt_for(request)
+            head_prompt = self.head.prompt_for(request)
+        except MessageRejectedError:
+            return None
+        same_prompt = _same(base_prompt, head_prompt, self)
+        if same_prompt and case.recorded is not None:
+            base_verdict = head_verdict = case.recorded
+            source = "recorded"
+        elif same_prompt:
+            base_verdict = head_verdict = await self._ask(self.base, base_prompt)
+            source = "model"
+        else:
+            base_verdict = await self._ask(self.base, base_prompt)
+            head_verdict = await self._ask(self.head, head_prompt)
+            source = "model x2"
+        return Comparison(
+            case=case,
+            base=self.base.replay(request, base_verdict),
+            head=self.head.replay(request, head_verdict),
+            verdict_source=source,
+        )
+
+
+def _same(base: RenderedPrompt | None, head: RenderedPrompt | None, replayer: Replayer) -> bool:
+    return (
+        base is not None
+        and head is not None
+        and base.messages == head.messages
+        and replayer.base.prompts.choices == replayer.head.prompts.choices
+    )
