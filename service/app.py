@@ -24,6 +24,7 @@ from service.access.keys import KeyStore
 from service.access.oidc import OidcConfig, OidcVerifier
 from service.access.residency import Residency
 from service.access.tenants import load_tenants
+from service.activations import STARTUP
 from service.admission import Admission, CircuitBreaker, ModelGuard, OverloadShedding
 from service.audit import AuditStore, open_store
 from service.delivery import DeliveryMetrics, Dispatcher, Integrations, LoggingIntegrations
@@ -166,7 +167,8 @@ def create_app(
             dispatcher=dispatcher,
             dispatchers=dispatchers,
         )
-        await holder.reload()  # a broken policy at start-up stops the process: nothing to serve
+        # A broken policy at start-up stops the process: nothing to serve.
+        await holder.reload(by=STARTUP)
         access.reload_tenants(list(holder.active.engines) if holder.active else [])
         for each in dispatchers.values():
             each.start()  # delivers what a previous run committed and did not deliver, too

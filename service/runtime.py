@@ -2,7 +2,7 @@
 
 A reload builds a complete new set of engines (one per policy) and only then replaces the
 reference; a request holds the set it started with, so in-flight requests finish on it. The
-previous set is kept for rollback.
+previous set is kept for rollback, and every activation (who, when, what) in ``status.log``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from engine.backends.base import LLMBackend
@@ -24,6 +25,7 @@ from engine.pii.base import Redactor
 from engine.policy.loader import load_catalog
 from engine.policy.model import Redaction
 from service.access.tenants import Tenant
+from service.activations import STARTUP, ActivationLog
 from service.settings import Settings
 
 RedactorFactory = Callable[[Redaction], Redactor]
@@ -72,10 +74,10 @@ class EngineSet:
 
 @dataclass
 class ReloadStatus:
-    last_error: dict[str, Any] | None = None
+    last_error: dict[str, Any] | None = None  # the failure since the last successful reload
     reloads: int = 0
     failures: int = 0
-    history: list[str] = field(default_factory=list)
+    log: ActivationLog = field(default_factory=ActivationLog)
 
 
 class EngineHolder:
@@ -105,15 +107,23 @@ class EngineHolder:
             self._redactors[key] = self._redactor_factory(redaction)
         return self._redactors[key]
 
-    def build(self) -> EngineSet:
-        """Load, validate and build every engine; raise one ``PolicyError`` with all problems.
+    def build_engines(self, policies: Path, prompts: Path) -> dict[str, Engine]:
+        """Load, validate and build every policy below ``policies``, exactly as a reload does
+        (the same backend, rules cache and redaction); one ``PolicyError`` with all problems.
 
         ``Engine.build`` is the same build ``switchboard check`` runs, so what passes check
-        reloads.
+        reloads. The workbench's playground builds candidate directories here too.
         """
-        s = self._settings
-        catalog = load_catalog(s.policies, s.prompts_dir())
-        pricing = s.pricing()
+        engines, problems, _ = self._engines(policies, prompts)
+        if problems:
+            raise PolicyError(str(policies), problems)
+        return engines
+
+    def _engines(
+        self, policies: Path, prompts: Path
+    ) -> tuple[dict[str, Engine], list[PolicyProblem], list[str]]:
+        catalog = load_catalog(policies, prompts)
+        pricing = self._settings.pricing()
         engines: dict[str, Engine] = {}
         problems: list[PolicyProblem] = []
         for pid, loaded in catalog.items():
@@ -127,7 +137,14 @@ class EngineHolder:
                 )
             except PolicyError as exc:
                 problems.extend(exc.problems)
-        default = s.default_policy or next(iter(catalog))
+        return engines, problems, list(catalog)
+
+    def build(self) -> EngineSet:
+        """Load, validate and build the configured directory; one ``PolicyError`` with all
+        problems (the default policy named by the settings included)."""
+        s = self._settings
+        engines, problems, catalog = self._engines(s.policies, s.prompts_dir())
+        default = s.default_policy or catalog[0]
         if default not in catalog:
             problems.append(
                 PolicyProblem(
@@ -140,22 +157,18 @@ class EngineHolder:
             raise PolicyError(str(s.policies), problems)
         return EngineSet(engines, default, datetime.now(timezone.utc).isoformat())
 
-    async def reload(self) -> EngineSet:
+    async def reload(self, *, by: str = STARTUP) -> EngineSet:
         """Build a new set and swap it in; on any failure the old set keeps serving.
 
-        A failure of any kind is a ``PolicyError`` (the route answers 422) and is kept in
-        ``status.last_error`` for ``/admin/policies``.
+        ``by`` is who asked (the caller's subject). A failure of any kind is a ``PolicyError``
+        (the route answers 422) and is kept in ``status.last_error`` for ``/admin/policies``.
         """
         async with self._lock:
             try:
                 fresh = await asyncio.to_thread(self.build)
             except Exception as exc:
                 error = exc if isinstance(exc, PolicyError) else _unexpected(self._settings, exc)
-                self.status.failures += 1
-                self.status.last_error = {
-                    "at": datetime.now(timezone.utc).isoformat(),
-                    "problems": [str(p) for p in error.problems],
-                }
+                self.note_failure(error, by=by)
                 if error is exc:
                     raise
                 raise error from exc
@@ -173,20 +186,57 @@ class EngineHolder:
                         }
                     },
                 )
-            if self.active is None or _revisions(fresh) != _revisions(self.active):
-                self.previous = self.active
+            replaced = self.active
+            if replaced is None or _revisions(fresh) != _revisions(replaced):
+                self.previous = replaced
             self.active = fresh
             self.status.reloads += 1
             self.status.last_error = None
-            self.status.history.append(",".join(sorted(_revisions(fresh))))
+            self.status.log.add("start" if replaced is None else "reload", by, fresh.all)
             return fresh
 
-    async def rollback(self) -> EngineSet | None:
+    def note_failure(self, error: PolicyError, *, by: str) -> None:
+        """Record a failed reload (the holder's own, or a check the route ran first, such as the
+        tenants'): counted, kept as ``last_error`` and in the log, with its located problems."""
+        problems = [str(p) for p in error.problems]
+        self.status.failures += 1
+        self.status.last_error = {
+            "at": datetime.now(timezone.utc).isoformat(),
+            "by": by,
+            "problems": problems,
+        }
+        self.status.log.add("reload failed", by, self.active.all if self.active else (), problems)
+
+    async def rollback(self, *, by: str) -> EngineSet | None:
         async with self._lock:
             if self.previous is None:
                 return None
             self.active, self.previous = self.previous, self.active
+            self.status.log.add("rollback", by, self.active.all)
             return self.active
+
+    def describe_active(self) -> list[dict[str, Any]]:
+        """Each serving policy: its revision, who activated it and when, and the revision
+        before it (what a rollback returns to), for ``/admin/policies`` and the policy page."""
+        if self.active is None:
+            return []
+        current = self.status.log.current()
+        before = {e.loaded.id: e for e in self.previous.all} if self.previous else {}
+        out: list[dict[str, Any]] = []
+        for entry in self.active.describe():
+            old = before.get(entry["id"])
+            out.append(
+                {
+                    **entry,
+                    "activated_by": current.by if current else None,
+                    "activated_at": current.at if current else None,
+                    "action": current.action if current else None,
+                    "previous": {"version": old.loaded.version, "revision": old.loaded.revision}
+                    if old is not None
+                    else None,
+                }
+            )
+        return out
 
 
 def _unexpected(settings: Settings, exc: Exception) -> PolicyError:

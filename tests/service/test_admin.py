@@ -146,3 +146,40 @@ def test_in_flight_request_finishes_on_the_revision_it_started_with(
     fresh = served.client.post("/classify", json={"message": "where is it"}).json()
     assert fresh["policy"]["revision"] == after
     assert fresh["requires_human_review"] is True
+
+
+def test_the_active_revision_says_who_activated_it_and_what_it_replaced(
+    make_served: ServeFactory, edit_policy: Editor
+) -> None:
+    served = make_served(auth="on")
+    start = served.client.get("/admin/policies", headers=served.admin()).json()
+    (first,) = start["active"]
+    assert (first["activated_by"], first["action"], first["previous"]) == (
+        "start-up",
+        "start",
+        None,
+    )
+
+    edit_policy("policy.yaml", lambda d: d["thresholds"].update(service_action=0.7))
+    assert served.client.post("/admin/reload", headers=served.admin()).status_code == 200
+    edit_policy("policy.yaml", lambda d: d["thresholds"].update(service_action=1.7))
+    assert served.client.post("/admin/reload", headers=served.admin()).status_code == 422
+
+    status = served.client.get("/admin/policies", headers=served.admin()).json()
+    (active,) = status["active"]
+    assert active["activated_by"] == "admin-token"  # the caller's subject
+    assert active["action"] == "reload"
+    assert active["previous"] == {"version": first["version"], "revision": first["revision"]}
+    assert status["last_reload_error"]["by"] == "admin-token"
+    failed, reloaded, started = status["history"]
+    assert failed["action"] == "reload failed"
+    assert any("thresholds.service_action" in p for p in failed["problems"])
+    assert failed["revisions"][0]["revision"] == active["revision"]  # it still serves
+    assert (reloaded["action"], started["action"]) == ("reload", "start")
+
+    assert served.client.post("/admin/rollback", headers=served.admin()).status_code == 200
+    back = served.client.get("/admin/policies", headers=served.admin()).json()
+    assert back["active"][0]["revision"] == first["revision"]
+    assert back["active"][0]["action"] == "rollback"
+    assert back["active"][0]["previous"]["revision"] == active["revision"]
+    assert back["history"][0]["action"] == "rollback"
