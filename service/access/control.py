@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from service.access.keys import PREFIX, KeyStore
 from service.access.oidc import OidcVerifier, TokenRefusedError
-from service.access.principal import Permission, Principal, Role
+from service.access.principal import SERVICE_WIDE, Permission, Principal, Role
 from service.access.residency import Residency
 from service.access.tenants import Tenant, Tenants, load_tenants
 from service.audit import AuditStore
@@ -76,7 +76,7 @@ class AccessControl:
                 "Forbidden",
                 f"role {principal.role} may not {permission.value}",
             )
-        if permission is Permission.OPERATE:
+        if permission in SERVICE_WIDE:
             return Caller(principal)
         tenant = self.tenants.get(principal.tenant)
         if tenant is None:

@@ -17,6 +17,9 @@ class Role(str, Enum):
     """One tenant and a set of review queues: list and resolve reviews in those queues."""
     AUDITOR = "auditor"
     """Reads and exports one tenant's decisions and reviews."""
+    AUTHOR = "author"
+    """Compliance policy author: reads the policy pages, tries candidate policies in the
+    playground. Changes nothing that serves; sees no records."""
     ADMIN = "admin"
     """Operations: reload, rollback, policy status. Sees no records."""
 
@@ -28,6 +31,7 @@ class Permission(str, Enum):
     LIST_REVIEWS = "reviews:list"
     RESOLVE_REVIEWS = "reviews:resolve"
     EXPORT = "reviews:export"
+    TRY_POLICIES = "policies:try"
     OPERATE = "admin:operate"
 
 
@@ -39,8 +43,12 @@ GRANTS: dict[Role, frozenset[Permission]] = {
     Role.AUDITOR: frozenset(
         {Permission.READ_DECISIONS, Permission.LIST_REVIEWS, Permission.EXPORT}
     ),
-    Role.ADMIN: frozenset({Permission.OPERATE}),
+    Role.AUTHOR: frozenset({Permission.TRY_POLICIES}),
+    Role.ADMIN: frozenset({Permission.OPERATE, Permission.TRY_POLICIES}),
 }
+SERVICE_WIDE: frozenset[Permission] = frozenset({Permission.OPERATE, Permission.TRY_POLICIES})
+"""Permissions over the service's own configuration, not a tenant's data: granted without
+placing the caller's tenant in a region (an admin has no tenant)."""
 
 
 @dataclass(frozen=True)

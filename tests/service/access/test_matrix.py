@@ -124,7 +124,7 @@ def test_the_matrix_covers_every_route() -> None:
         if declared_permission(r) is Permission.PUBLIC
     }
     assert declared_public == public
-    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 13 * 4 * 4
+    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 13 * 5 * 4
 
 
 @pytest.mark.parametrize(("route", "role", "case"), _cells())

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from engine.cli import main
-from service.access.principal import Role
+from service.access.principal import Permission, Principal, Role
 from service.cli import _loopback
 from tests.service.access.conftest import World
 
@@ -74,3 +74,13 @@ def test_only_loopback_hosts_count_as_loopback(host: str, loopback: bool) -> Non
 def test_serve_refuses_auth_off_on_a_public_bind(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--host", "0.0.0.0", "--no-auth"]) == 2  # noqa: S104
     assert "refusing to start" in capsys.readouterr().err
+
+
+def test_an_author_tries_policies_and_operates_nothing() -> None:
+    author = Principal("pat", "acme", frozenset({Role.AUTHOR}), "key")
+    admin = Principal("ops", "", frozenset({Role.ADMIN}), "key")
+    assert author.may(Permission.TRY_POLICIES)
+    assert not author.may(Permission.OPERATE)
+    assert not author.may(Permission.READ_DECISIONS)
+    assert admin.may(Permission.TRY_POLICIES)
+    assert admin.may(Permission.OPERATE)
