@@ -107,20 +107,23 @@ class EngineHolder:
             self._redactors[key] = self._redactor_factory(redaction)
         return self._redactors[key]
 
-    def build_engines(self, policies: Path, prompts: Path) -> dict[str, Engine]:
+    def build_engines(
+        self, policies: Path, prompts: Path, *, rules_cache: RulesCache | None = None
+    ) -> dict[str, Engine]:
         """Load, validate and build every policy below ``policies``, exactly as a reload does
         (the same backend, rules cache and redaction); one ``PolicyError`` with all problems.
 
         ``Engine.build`` is the same build ``switchboard check`` runs, so what passes check
-        reloads. The workbench's playground builds candidate directories here too.
+        reloads. The workbench's playground builds candidate directories here too, with its own
+        ``rules_cache``.
         """
-        engines, problems, _ = self._engines(policies, prompts)
+        engines, problems, _ = self._engines(policies, prompts, rules_cache or self.rules_cache)
         if problems:
             raise PolicyError(str(policies), problems)
         return engines
 
     def _engines(
-        self, policies: Path, prompts: Path
+        self, policies: Path, prompts: Path, rules_cache: RulesCache
     ) -> tuple[dict[str, Engine], list[PolicyProblem], list[str]]:
         catalog = load_catalog(policies, prompts)
         pricing = self._settings.pricing()
@@ -131,7 +134,7 @@ class EngineHolder:
                 engines[pid] = Engine.build(
                     loaded,
                     self._backend,
-                    rules_cache=self.rules_cache,
+                    rules_cache=rules_cache,
                     redactor_factory=self._redactor if self._redactor_factory else None,
                     pricing=pricing,
                 )
@@ -143,7 +146,7 @@ class EngineHolder:
         """Load, validate and build the configured directory; one ``PolicyError`` with all
         problems (the default policy named by the settings included)."""
         s = self._settings
-        engines, problems, catalog = self._engines(s.policies, s.prompts_dir())
+        engines, problems, catalog = self._engines(s.policies, s.prompts_dir(), self.rules_cache)
         default = s.default_policy or catalog[0]
         if default not in catalog:
             problems.append(

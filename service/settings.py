@@ -26,6 +26,16 @@ class Settings(BaseSettings):
     policies: Path = Field(default=Path("policies"), description="Directory of policy dirs.")
     prompts: Path | None = Field(default=None, description="Templates; default ../prompts.")
     default_policy: str | None = Field(default=None, description="Policy when none is asked.")
+    candidate_roots: list[Path] = Field(
+        default_factory=list,
+        description="The workbench playground accepts candidate policy directories only under "
+        "these (JSON list); default: the directory holding the policies directory.",
+    )
+    playground_data: Path | None = Field(
+        default=None,
+        description="Labelled CSV files the playground offers; default eval/data beside the "
+        "policies directory (holdout files are never offered).",
+    )
     backend: str = Field(default="embedded", description="embedded, ollama, openai or fake.")
     model_dir: Path | None = Field(default=None, description="Where the embedded GGUF lives.")
     ollama_host: str = Field(default=OLLAMA_HOST, description="Ollama server (backend ollama).")

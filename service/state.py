@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from fastapi import Request
 
@@ -11,6 +12,7 @@ from service.admission import Admission, ModelGuard
 from service.audit import AuditStore
 from service.delivery import Dispatcher
 from service.metrics import Metrics
+from service.playground import Playground
 from service.runtime import EngineHolder
 from service.settings import Settings
 
@@ -29,6 +31,11 @@ class AppState:
     # One per regional store this replica serves (the home one included): every region that
     # can receive decisions has its outbox drained.
     dispatchers: dict[str, Dispatcher] = field(default_factory=dict)
+
+    @cached_property
+    def playground(self) -> Playground:
+        """The workbench's playground: one per app, for its own cap on rule compiles."""
+        return Playground(self.holder, self.settings)
 
     def dispatcher_for(self, store: AuditStore) -> Dispatcher | None:
         """The dispatcher draining ``store``'s outbox (the caller's region's)."""
