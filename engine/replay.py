@@ -69,11 +69,15 @@ def read_csv_cases(path: Path) -> list[ReplayCase]:
 
 @dataclass(frozen=True)
 class Difference:
-    """One aspect of the decision that the two revisions answer differently."""
+    """One aspect of the decision as each revision answers it."""
 
     aspect: str  # "category", "confidence", "human review", "keyword groups", ...
     base: str
     head: str
+
+    @property
+    def differs(self) -> bool:
+        return self.base != self.head
 
 
 def aligned(left: Sequence[T], right: Sequence[T]) -> list[tuple[T | None, T | None]]:
@@ -126,14 +130,13 @@ class Comparison:
         """The two decision paths aligned step by step; a row with one side empty differs."""
         return aligned(self.base.decision_path, self.head.decision_path)
 
+    def aspects(self) -> list[Difference]:
+        """Every aspect both sides answer, in the order a reviewer reads a decision."""
+        return [Difference(aspect, read(self.base), read(self.head)) for aspect, read in _ASPECTS]
+
     def differences(self) -> list[Difference]:
-        """Every aspect that differs, in the order a reviewer reads a decision."""
-        out: list[Difference] = []
-        for aspect, read in _ASPECTS:
-            left, right = read(self.base), read(self.head)
-            if left != right:
-                out.append(Difference(aspect, left, right))
-        return out
+        """The aspects the two revisions answer differently."""
+        return [d for d in self.aspects() if d.differs]
 
 
 def _route(record: DecisionRecord) -> tuple[object, ...]:
