@@ -17,6 +17,7 @@ from engine.categories import Category, Channel
 from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
 from engine.errors import PolicyError, PolicyProblem, ReplayError
+from engine.policy.changes import policy_changes
 from engine.replay import Comparison, ReplayCase, Replayer, read_csv_cases
 from service.runtime import EngineHolder
 from service.settings import Settings
@@ -39,6 +40,7 @@ class Trial:
     candidate: Engine
     candidate_dir: Path
     model_calls: int
+    changes: list[str]  # what the candidate changes in the policy (Markdown code spans)
 
 
 class Playground:
@@ -155,7 +157,8 @@ class Playground:
         comparison = await replayer.compare(case)
         if comparison is None:
             raise ReplayError("the message is empty: paste some text")
-        return Trial(comparison, active, candidate, directory, replayer.model_calls)
+        changes = policy_changes(active.loaded, candidate.loaded)
+        return Trial(comparison, active, candidate, directory, replayer.model_calls, changes)
 
 
 def pasted(message: str, channel: Channel, label: Category | None = None) -> ReplayCase:

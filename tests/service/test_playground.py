@@ -65,6 +65,7 @@ async def test_a_removed_safety_keyword_shows_up_for_one_model_call(
     assert trial.candidate.loaded.revision != trial.active.loaded.revision
     aspects = {d.aspect for d in trial.comparison.differences()}
     assert {"category", "rules fired", "keyword groups", "human review"} <= aspects
+    assert "`keyword_groups.severe_event`: removed keywords `fainted`" in trial.changes
 
 
 async def test_a_changed_prompt_asks_the_model_under_each_policy(
