@@ -34,7 +34,7 @@ DONE = {
 }
 
 
-def shadow_context(request: Request) -> dict[str, Any]:
+def shadow_context(_request: Request) -> dict[str, Any]:
     """The shadow report's context for ``shadow_report.html`` (the shadow-runs work fills it)."""
     return {}
 

@@ -92,7 +92,8 @@ def where(loaded: LoadedPolicy, path: tuple[str | int, ...]) -> str:
 
 
 def _group(name: str, group: KeywordGroup, at: str) -> KeywordGroupView:
-    return KeywordGroupView(name, group.description, tuple(group.keywords), tuple(group.patterns), at)
+    keywords, patterns = tuple(group.keywords), tuple(group.patterns)
+    return KeywordGroupView(name, group.description, keywords, patterns, at)
 
 
 def _rule(rule: Rule, at: str) -> RuleView:
