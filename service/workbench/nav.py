@@ -26,4 +26,17 @@ NAV: tuple[NavLink, ...] = (
         Permission.LIST_REVIEWS,
         "Cases waiting for a person, soonest deadline first: claim one, confirm or change it.",
     ),
+    NavLink(
+        "/policies",
+        "Policies",
+        Permission.TRY_POLICIES,
+        "The revision serving now, who activated it and when; its thresholds and rules; "
+        "reload and rollback for admins.",
+    ),
+    NavLink(
+        "/playground",
+        "Playground",
+        Permission.TRY_POLICIES,
+        "Decide a message under the active policy and a candidate directory, side by side.",
+    ),
 )

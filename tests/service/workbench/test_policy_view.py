@@ -13,8 +13,7 @@ def test_the_view_holds_every_rule_in_order_with_its_line() -> None:
     loaded = load_policy(DEFAULT_POLICY, PROMPTS)
     shown = view(loaded)
     assert [r.id for r in shown.rules] == [
-        r.id
-        for _, r in sorted(enumerate(loaded.policy.rules), key=lambda p: (p[1].priority, p[0]))
+        r.id for _, r in sorted(enumerate(loaded.policy.rules), key=lambda p: (p[1].priority, p[0]))
     ]
     assert len(shown.rules) == len(loaded.policy.rules)
     severe = next(r for r in shown.rules if r.id == "safety-severe-event")
