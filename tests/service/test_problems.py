@@ -10,7 +10,13 @@ import httpx
 
 from engine import AuditStoreError, DecisionRecord, HandOff, PromptRenderError
 from service.app import create_app
-from service.audit import AccessRecord, PendingReview, RecordedDecision, ReviewOutcome
+from service.audit import (
+    AccessRecord,
+    LabelledReview,
+    PendingReview,
+    RecordedDecision,
+    ReviewOutcome,
+)
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.settings import Settings
 from tests.conftest import REPO
@@ -74,9 +80,7 @@ class _BrokenStore:
     ) -> list[PendingReview]:
         raise self.error
 
-    async def labelled(
-        self, limit: int, *, tenant: str | None = None
-    ) -> list[tuple[str, str, str]]:
+    async def labelled(self, limit: int, *, tenant: str | None = None) -> list[LabelledReview]:
         raise self.error
 
     async def recent(
