@@ -146,13 +146,15 @@ def test_an_author_compares_a_candidate_in_the_playground(
     axe(page)
     _keep(shot, page, "playground-compare")
 
-    # The same, picked from a labelled file.
-    page.get_by_label("File", exact=True).select_option("dev.csv")
-    page.get_by_label("Containing").fill("dose")
+    # A labelled message: a third party's fainting, picked from the hand-written cases.
+    page.get_by_label("File", exact=True).select_option("own.csv")
+    page.get_by_label("Containing").fill("fainted")
     page.get_by_role("button", name="Show messages").click()
-    page.get_by_role("button", name=re.compile("^Try ")).first.click()
+    page.get_by_role("button", name="Try own-third-party-01").click()
     page.locator("#summary").wait_for()
     assert page.get_by_label("Candidate policy directory").input_value() == str(candidate)
+    assert page.get_by_text("labelled safety_compliance in own.csv").is_visible()
+    assert page.locator("tr.differs").count() >= 1
     axe(page)
     _keep(shot, page, "playground-labelled")
 
