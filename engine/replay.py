@@ -15,7 +15,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from engine.backends.base import LabelVerdict, RenderedPrompt
 from engine.categories import Category, Channel, VerdictStatus
@@ -24,7 +24,18 @@ from engine.decide.record import DecisionRecord, PathStep
 from engine.errors import MessageRejectedError, ReplayError
 
 SAFETY = Category.SAFETY_COMPLIANCE
+CACHED = "cached"
+"""The ``method`` of a verdict read back from a ``VerdictCache``."""
 T = TypeVar("T")
+
+
+class VerdictCache(Protocol):
+    """Verdicts with their hidden state, kept between runs by model and rendered prompt (e.g.
+    ``eval.hidden_cache.HiddenStateCache``); a verdict read back has ``method == CACHED``."""
+
+    def get(self, model_digest: str, prompt: RenderedPrompt) -> LabelVerdict | None: ...
+
+    def put(self, model_digest: str, prompt: RenderedPrompt, verdict: LabelVerdict) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,7 @@ class Comparison:
     case: ReplayCase
     base: DecisionRecord
     head: DecisionRecord
-    verdict_source: str  # "recorded", "model" (one call for both sides) or "model x2"
+    verdict_source: str  # "recorded", "cached", "model" (one call for both sides) or "model x2"
 
     @property
     def category_changed(self) -> bool:
@@ -137,6 +148,10 @@ class Comparison:
     def differences(self) -> list[Difference]:
         """The aspects the two revisions answer differently."""
         return [d for d in self.aspects() if d.differs]
+
+
+def _head_json(engine: Engine) -> str | None:
+    return None if engine.head is None else engine.head.to_json()
 
 
 def _route(record: DecisionRecord) -> tuple[object, ...]:
@@ -176,17 +191,42 @@ class Replayer:
     ``model_calls`` counts the calls made: at most one per case unless the prompt changed.
     """
 
-    def __init__(self, base: Engine, head: Engine, *, deadline_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        base: Engine,
+        head: Engine,
+        *,
+        deadline_s: float = 120.0,
+        hidden_cache: VerdictCache | None = None,
+    ) -> None:
         self.base = base
         self.head = head
         self.deadline_s = deadline_s
+        self.hidden_cache = hidden_cache
         self.model_calls = 0
+        # A probe head reads the hidden state, which no decision record holds. When the change
+        # under review is the head itself, a recorded verdict cannot show what it moves: the
+        # cache or the model must answer. When both sides share one head, a recorded verdict
+        # still isolates the policy change (both sides decide it without the head).
+        self.reads_hidden_state = base.head is not None or head.head is not None
+        self.head_changed = _head_json(base) != _head_json(head)
+
+    def _cached(self, engine: Engine, prompt: RenderedPrompt | None) -> LabelVerdict | None:
+        if self.hidden_cache is None or prompt is None or not self.reads_hidden_state:
+            return None
+        return self.hidden_cache.get(engine.backend.model_digest, prompt)
 
     async def _ask(self, engine: Engine, prompt: RenderedPrompt | None) -> LabelVerdict:
         if prompt is None:
             return LabelVerdict.failed(VerdictStatus.SKIPPED, "redaction failed: not sent")
+        cached = self._cached(engine, prompt)
+        if cached is not None:
+            return cached
         self.model_calls += 1
-        return await engine.ask_model(prompt, deadline_s=self.deadline_s)
+        verdict = await engine.ask_model(prompt, deadline_s=self.deadline_s)
+        if self.hidden_cache is not None and self.reads_hidden_state:
+            self.hidden_cache.put(engine.backend.model_digest, prompt, verdict)
+        return verdict
 
     async def compare(self, case: ReplayCase) -> Comparison | None:
         """Both decisions for ``case``; None when the message is not decidable (e.g. empty)."""
@@ -197,12 +237,19 @@ class Replayer:
         except MessageRejectedError:
             return None
         same_prompt = _same(base_prompt, head_prompt, self)
-        if same_prompt and case.recorded is not None:
-            base_verdict = head_verdict = case.recorded
-            source = "recorded"
+        recorded = case.recorded
+        if same_prompt and recorded is not None and recorded.hidden_state is None:
+            cached = self._cached(self.base, base_prompt)
+            if cached is not None:
+                recorded = cached
+            elif self.head_changed:
+                recorded = None
+        if same_prompt and recorded is not None:
+            base_verdict = head_verdict = recorded
+            source = "cached" if recorded.method == CACHED else "recorded"
         elif same_prompt:
             base_verdict = head_verdict = await self._ask(self.base, base_prompt)
-            source = "model"
+            source = "cached" if base_verdict.method == CACHED else "model"
         else:
             base_verdict = await self._ask(self.base, base_prompt)
             head_verdict = await self._ask(self.head, head_prompt)
