@@ -197,7 +197,8 @@ def test_an_admin_reloads_a_broken_policy_and_rolls_back(
 
     page.get_by_role("link", name="Roll back").click()
     page.get_by_role("heading", name="Roll back to the previous revision?").wait_for()
-    page.get_by_role("button", name="Yes, roll back").click()
+    page.get_by_role("button", name="Yes, roll back").focus()  # the keyboard alone suffices
+    page.keyboard.press("Enter")
     page.get_by_role("status").get_by_text("Rolled back").wait_for()
     assert _serving(workbench) == first
     assert _classified_revision(workbench) == first
