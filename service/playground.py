@@ -18,6 +18,7 @@ from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
 from engine.errors import PolicyError, PolicyProblem, ReplayError
 from engine.policy.changes import policy_changes
+from engine.policy.loader import load_catalog
 from engine.replay import Comparison, ReplayCase, Replayer, read_csv_cases
 from service.runtime import EngineHolder
 from service.settings import Settings
@@ -125,10 +126,19 @@ class Playground:
         return beside if beside.is_dir() else self._settings.prompts_dir()
 
     def build_candidate(self, candidate: Path) -> dict[str, Engine]:
-        """Every policy of the candidate, built as a reload builds (raises ``PolicyError``)."""
-        return self._holder.build_engines(
-            candidate, self.prompts_for(candidate), rules_cache=self._rules
-        )
+        """Every policy of the candidate, built as a reload builds; one ``PolicyError`` with
+        every problem, located."""
+        catalog = load_catalog(candidate, self.prompts_for(candidate))
+        engines: dict[str, Engine] = {}
+        problems: list[PolicyProblem] = []
+        for policy_id, loaded in catalog.items():
+            try:
+                engines[policy_id] = self._holder.build_engine(loaded, rules_cache=self._rules)
+            except PolicyError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise PolicyError(str(candidate), problems)
+        return engines
 
     # -- the comparison ----------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from engine.backends.base import LLMBackend
@@ -22,10 +21,10 @@ from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
 from engine.errors import PolicyError, PolicyNotFoundError, PolicyProblem
 from engine.pii.base import Redactor
-from engine.policy.loader import load_catalog
+from engine.policy.loader import LoadedPolicy, load_catalog
 from engine.policy.model import Redaction
 from service.access.tenants import Tenant
-from service.activations import STARTUP, ActivationLog
+from service.activations import STARTUP, Action, ActivationLog
 from service.settings import Settings
 
 RedactorFactory = Callable[[Redaction], Redactor]
@@ -74,10 +73,11 @@ class EngineSet:
 
 @dataclass
 class ReloadStatus:
-    last_error: dict[str, Any] | None = None  # the failure since the last successful reload
+    last_error: dict[str, Any] | None = None
     reloads: int = 0
     failures: int = 0
-    log: ActivationLog = field(default_factory=ActivationLog)
+    history: list[str] = field(default_factory=list)
+    log: ActivationLog = field(default_factory=ActivationLog)  # who activated what, when
 
 
 class EngineHolder:
@@ -107,26 +107,27 @@ class EngineHolder:
             self._redactors[key] = self._redactor_factory(redaction)
         return self._redactors[key]
 
-    def build_engines(
-        self, policies: Path, prompts: Path, *, rules_cache: RulesCache | None = None
-    ) -> dict[str, Engine]:
-        """Load, validate and build every policy below ``policies``, exactly as a reload does
-        (the same backend, rules cache and redaction); one ``PolicyError`` with all problems.
+    def build_engine(self, loaded: LoadedPolicy, *, rules_cache: RulesCache) -> Engine:
+        """One policy built exactly as a reload builds it (this backend, redaction and pricing;
+        ``Engine.build`` is also what ``switchboard check`` runs). The workbench's playground
+        builds its candidates here, with a rules cache of its own."""
+        return Engine.build(
+            loaded,
+            self._backend,
+            rules_cache=rules_cache,
+            redactor_factory=self._redactor if self._redactor_factory else None,
+            pricing=self._settings.pricing(),
+        )
+
+    def build(self) -> EngineSet:
+        """Load, validate and build every engine; raise one ``PolicyError`` with all problems.
 
         ``Engine.build`` is the same build ``switchboard check`` runs, so what passes check
-        reloads. The workbench's playground builds candidate directories here too, with its own
-        ``rules_cache``.
+        reloads.
         """
-        engines, problems, _ = self._engines(policies, prompts, rules_cache or self.rules_cache)
-        if problems:
-            raise PolicyError(str(policies), problems)
-        return engines
-
-    def _engines(
-        self, policies: Path, prompts: Path, rules_cache: RulesCache
-    ) -> tuple[dict[str, Engine], list[PolicyProblem], list[str]]:
-        catalog = load_catalog(policies, prompts)
-        pricing = self._settings.pricing()
+        s = self._settings
+        catalog = load_catalog(s.policies, s.prompts_dir())
+        pricing = s.pricing()
         engines: dict[str, Engine] = {}
         problems: list[PolicyProblem] = []
         for pid, loaded in catalog.items():
@@ -134,20 +135,13 @@ class EngineHolder:
                 engines[pid] = Engine.build(
                     loaded,
                     self._backend,
-                    rules_cache=rules_cache,
+                    rules_cache=self.rules_cache,
                     redactor_factory=self._redactor if self._redactor_factory else None,
                     pricing=pricing,
                 )
             except PolicyError as exc:
                 problems.extend(exc.problems)
-        return engines, problems, list(catalog)
-
-    def build(self) -> EngineSet:
-        """Load, validate and build the configured directory; one ``PolicyError`` with all
-        problems (the default policy named by the settings included)."""
-        s = self._settings
-        engines, problems, catalog = self._engines(s.policies, s.prompts_dir(), self.rules_cache)
-        default = s.default_policy or catalog[0]
+        default = s.default_policy or next(iter(catalog))
         if default not in catalog:
             problems.append(
                 PolicyProblem(
@@ -189,13 +183,14 @@ class EngineHolder:
                         }
                     },
                 )
-            replaced = self.active
-            if replaced is None or _revisions(fresh) != _revisions(replaced):
-                self.previous = replaced
+            action: Action = "start" if self.active is None else "reload"
+            if self.active is None or _revisions(fresh) != _revisions(self.active):
+                self.previous = self.active
             self.active = fresh
             self.status.reloads += 1
             self.status.last_error = None
-            self.status.log.add("start" if replaced is None else "reload", by, fresh.all)
+            self.status.history.append(",".join(sorted(_revisions(fresh))))
+            self.status.log.add(action, by, fresh.all)
             return fresh
 
     def note_failure(self, error: PolicyError, *, by: str) -> None:
