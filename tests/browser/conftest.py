@@ -34,6 +34,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
 AXE = HERE / "vendor" / "axe.min.js"
+AXE_URL = "/__tests__/axe.min.js"  # answered by the browser context, never by the service
 TENANT = "acme"
 # The service starts Presidio and warms the model's prompt prefix: seconds on an idle machine,
 # longer when the 2 cores are shared.
@@ -179,14 +180,13 @@ def page_as(workbench: Workbench, browser: Any) -> Iterator[PageAs]:
     """``page_as(Role.REVIEWER)`` (or ``"reviewer"``): a page logged in with that role's key, at
     the home page; ``page_as(role, key=...)`` logs in with another key."""
     contexts: list[Any] = []
+    refused: list[str] = []
 
     def open_as(role: Role | str, *, key: str | None = None) -> Any:
-        # bypass_csp: the axe fixture injects axe-core as an inline script, which the pages'
-        # Content-Security-Policy (rightly) refuses.
-        context = browser.new_context(base_url=workbench.url, viewport=VIEWPORT, bypass_csp=True)
-        context.set_default_timeout(30_000)
+        context = new_context(browser, workbench)
         contexts.append(context)
         page = context.new_page()
+        watch_csp(page, refused)
         page.goto("/login")
         page.get_by_label("API key").fill(key or workbench.keys[Role(role)])
         page.get_by_role("button", name="Log in").click()
@@ -196,6 +196,29 @@ def page_as(workbench: Workbench, browser: Any) -> Iterator[PageAs]:
     yield open_as
     for context in contexts:
         context.close()
+    # The pages' Content-Security-Policy allows this server's files only: an inline script or
+    # an outside resource would work nowhere, so a refusal fails the test.
+    assert refused == [], refused
+
+
+def new_context(browser: Any, workbench: Workbench) -> Any:
+    """A fresh browser profile (no cookies) on the workbench, axe-core ready to inject."""
+    context = browser.new_context(base_url=workbench.url, viewport=VIEWPORT)
+    context.set_default_timeout(30_000)
+    # axe-core is test-only: the browser gets it as if from the workbench's own origin (the
+    # Content-Security-Policy allows 'self'), without the service ever serving it.
+    context.route(
+        f"{workbench.url}{AXE_URL}",
+        lambda route: route.fulfill(path=str(AXE), content_type="text/javascript"),
+    )
+    return context
+
+
+def watch_csp(page: Any, refused: list[str]) -> None:
+    page.on(
+        "console",
+        lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
 
 
 @pytest.fixture
@@ -212,7 +235,7 @@ def shot() -> Callable[[Any, str], Path]:
 @pytest.fixture
 def axe() -> Callable[[Any], None]:
     def check(page: Any) -> None:
-        page.add_script_tag(path=str(AXE))
+        page.add_script_tag(url=AXE_URL)
         result = page.evaluate(
             """async () => await axe.run(document, {
                 runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from service.access.principal import Role
-from tests.browser.conftest import PageAs, Workbench
+from tests.browser.conftest import PageAs, Workbench, new_context
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -15,7 +15,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 def test_login_page_is_accessible(
     workbench: Workbench, browser: Any, shot: Callable[[Any, str], Any], axe: Callable[[Any], None]
 ) -> None:
-    context = browser.new_context(base_url=workbench.url, bypass_csp=True)
+    context = new_context(browser, workbench)
     page = context.new_page()
     page.goto("/")  # anonymous: sent to the login page, and back after it
     assert page.url.endswith("/login?next=/")
