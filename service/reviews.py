@@ -52,13 +52,21 @@ async def audit_access(caller: Caller, action: str, ids: list[str]) -> None:
     )
 
 
-def _held(claim: Claim) -> ProblemError:
-    return ProblemError(
-        409,
-        "Claimed by another reviewer",
-        f"{claim.holder} is working this case (claim until {claim.expires_at}); "
-        "pick another case, or wait until they release it or the claim expires.",
-    )
+class ClaimHeldError(ProblemError):
+    """Another reviewer holds a live claim on the case (409)."""
+
+    def __init__(self, claim: Claim) -> None:
+        super().__init__(
+            409,
+            "Claimed by another reviewer",
+            f"{claim.holder} is working this case (claim until {claim.expires_at}); "
+            "pick another case, or wait until they release it or the claim expires.",
+        )
+        self.claim = claim
+
+
+def _held(claim: Claim) -> ClaimHeldError:
+    return ClaimHeldError(claim)
 
 
 async def claim(state: AppState, caller: Caller, decision_id: str) -> Claim:
