@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,34 +117,42 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
         keys = {role: store.create(TENANT, role, name=f"{TENANT}-{role.value}")[0] for role in Role}
     finally:
         store.close()
-    port = free_port()
     env = {
-        **os.environ,
-        "SWITCHBOARD_POLICIES": str(REPO / "policies"),
-        "SWITCHBOARD_PROMPTS": str(REPO / "prompts"),
         "SWITCHBOARD_TENANTS": str(tenants),
-        "SWITCHBOARD_AUDIT_DB": str(root / "audit.db"),
         "SWITCHBOARD_KEYS_DB": str(keys_db),
-        "SWITCHBOARD_REGION": "local",
         "SWITCHBOARD_BACKEND": "embedded",
         "SWITCHBOARD_AUTH": "on",
         "SWITCHBOARD_MODEL_QUEUE": "32",
         "SWITCHBOARD_BREAKER_FAILURES": "1000",
         "SWITCHBOARD_DELIVERY_POLL_S": "0.2",
     }
+    with serving(root, env) as url:
+        yield Workbench(url, keys, root, root / "serve.log", keys_db)
+
+
+@contextmanager
+def serving(root: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """``switchboard serve`` on a free loopback port with the repository's policies, its audit
+    store in ``root``; stopped when the block ends."""
+    port = free_port()
+    full = {
+        **os.environ,
+        "SWITCHBOARD_POLICIES": str(REPO / "policies"),
+        "SWITCHBOARD_PROMPTS": str(REPO / "prompts"),
+        "SWITCHBOARD_AUDIT_DB": str(root / "audit.db"),
+        "SWITCHBOARD_REGION": "local",
+        **env,
+    }
     log = root / "serve.log"
+    command = [sys.executable, "-m", "engine", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=root,
+            [*command, *args], env=full, stdout=out, stderr=subprocess.STDOUT, cwd=root
         )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc, log)
-        yield Workbench(url, keys, root, log, keys_db)
+        yield url
     finally:
         proc.terminate()
         try:
@@ -151,6 +160,16 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def dev_workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """What ``make run`` starts (``--no-auth``: the development login), with the repository's
+    tenants; the scripted backend, since these tests only log in and look around."""
+    root = tmp_path_factory.mktemp("make-run")
+    env = {"SWITCHBOARD_TENANTS": str(REPO / "tenants"), "SWITCHBOARD_BACKEND": "fake"}
+    with serving(root, {**env, "SWITCHBOARD_WARM_UP": "false"}, "--no-auth") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -183,7 +202,7 @@ def page_as(workbench: Workbench, browser: Any) -> Iterator[PageAs]:
     refused: list[str] = []
 
     def open_as(role: Role | str, *, key: str | None = None) -> Any:
-        context = new_context(browser, workbench)
+        context = new_context(browser, workbench.url)
         contexts.append(context)
         page = context.new_page()
         watch_csp(page, refused)
@@ -201,14 +220,14 @@ def page_as(workbench: Workbench, browser: Any) -> Iterator[PageAs]:
     assert refused == [], refused
 
 
-def new_context(browser: Any, workbench: Workbench) -> Any:
-    """A fresh browser profile (no cookies) on the workbench, axe-core ready to inject."""
-    context = browser.new_context(base_url=workbench.url, viewport=VIEWPORT)
+def new_context(browser: Any, url: str) -> Any:
+    """A fresh browser profile (no cookies) on the served ``url``, axe-core ready to inject."""
+    context = browser.new_context(base_url=url, viewport=VIEWPORT)
     context.set_default_timeout(30_000)
     # axe-core is test-only: the browser gets it as if from the workbench's own origin (the
     # Content-Security-Policy allows 'self'), without the service ever serving it.
     context.route(
-        f"{workbench.url}{AXE_URL}",
+        f"{url}{AXE_URL}",
         lambda route: route.fulfill(path=str(AXE), content_type="text/javascript"),
     )
     return context
