@@ -31,7 +31,9 @@ from service.access.principal import Role
 from tests.conftest import REPO
 from tests.service.conftest import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium; SWITCHBOARD_TEST_CHROMIUM points at another build already on the machine
+# (the GitHub runner has Google Chrome, not Debian's package).
+CHROMIUM = Path(os.environ.get("SWITCHBOARD_TEST_CHROMIUM", "/usr/bin/chromium"))
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
 AXE = HERE / "vendor" / "axe.min.js"
@@ -176,7 +178,7 @@ def dev_workbench(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Ite
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: apt-get install chromium"
+        message = f"{CHROMIUM} is missing: apt-get install chromium (or SWITCHBOARD_TEST_CHROMIUM)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message}; CI must run the browser tests")
         pytest.skip(message)
