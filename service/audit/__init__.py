@@ -21,6 +21,7 @@ from service.audit.sqlite import SQLiteAuditStore
 from service.audit.store import (
     AccessRecord,
     AuditStore,
+    LabelledReview,
     PendingReview,
     RecordedDecision,
     ReviewOutcome,
@@ -31,6 +32,7 @@ __all__ = [
     "AccessRecord",
     "AuditStore",
     "Claim",
+    "LabelledReview",
     "PendingReview",
     "RecordedDecision",
     "ReviewOutcome",

@@ -11,7 +11,14 @@ import httpx
 
 from engine import AuditStoreError, DecisionRecord, HandOff, PromptRenderError
 from service.app import create_app
-from service.audit import AccessRecord, Claim, PendingReview, RecordedDecision, ReviewOutcome
+from service.audit import (
+    AccessRecord,
+    Claim,
+    LabelledReview,
+    PendingReview,
+    RecordedDecision,
+    ReviewOutcome,
+)
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.settings import Settings
 from tests.conftest import REPO
@@ -91,9 +98,7 @@ class _BrokenStore:
     ) -> list[PendingReview]:
         raise self.error
 
-    async def labelled(
-        self, limit: int, *, tenant: str | None = None
-    ) -> list[tuple[str, str, str]]:
+    async def labelled(self, limit: int, *, tenant: str | None = None) -> list[LabelledReview]:
         raise self.error
 
     async def recent(
