@@ -114,3 +114,31 @@ def test_a_second_reviewer_sees_the_claim_and_cannot_work_the_case(
     assert bob.get_by_role("button", name="Claim this case").count() == 0
     assert "acme-reviewer is working this case" in bob.locator("main").inner_text()
     shot(bob, "case-claimed-by-another")
+
+
+def _tab_to(page: Any, name: str, limit: int = 60) -> None:
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("() => document.activeElement?.textContent?.trim() ?? ''")
+        if focused == name:
+            return
+    raise AssertionError(f"{name!r} is not reachable with Tab")
+
+
+def test_a_case_can_be_worked_with_the_keyboard_alone(
+    workbench: Workbench, page_as: PageAs
+) -> None:
+    case = str(_classify(workbench, ADVERSE)["decision_id"])
+    page = page_as(Role.REVIEWER)
+    page.goto("/queues")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    _tab_to(page, f"{case[:12]}…")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/cases/{case}")
+    _tab_to(page, "Claim this case")
+    page.keyboard.press("Enter")
+    page.get_by_label("Category").wait_for()
+    _tab_to(page, "Save the review")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/queues?done={case}")
