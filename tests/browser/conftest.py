@@ -111,8 +111,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def workbench(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Workbench]:
-    # ``browser`` first: without Chromium the tests skip (or fail in CI) before a server starts.
+def workbench(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[Workbench]:
+    # ``chromium`` first: without it the tests skip (or fail in CI) before a server starts.
     root = tmp_path_factory.mktemp("workbench")
     tenants = root / "tenants"
     _write_tenant(tenants)
@@ -168,7 +168,7 @@ def serving(root: Path, env: dict[str, str], *args: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def dev_workbench(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[str]:
+def dev_workbench(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[str]:
     """What ``make run`` starts (``--no-auth``: the development login), with the repository's
     tenants; the scripted backend, since these tests only log in and look around."""
     root = tmp_path_factory.mktemp("make-run")
@@ -178,22 +178,31 @@ def dev_workbench(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Ite
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def chromium() -> Path:
+    """The browser binary; missing, the browser tests skip, or fail under ``CI=true``."""
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing: apt-get install chromium (or SWITCHBOARD_TEST_CHROMIUM)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message}; CI must run the browser tests")
         pytest.skip(message)
+    return CHROMIUM
+
+
+# Module scope, not session: sync Playwright keeps its asyncio loop running in this thread while
+# it is started, and every pytest-asyncio test after it would fail ("Runner.run() cannot be
+# called from a running event loop"). Stopped after each module, it is gone before other tests.
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        launched = playwright.chromium.launch(
+            executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
         )
         try:
-            yield chromium
+            yield launched
         finally:
-            chromium.close()
+            launched.close()
 
 
 PageAs = Callable[..., Any]
