@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine import AuditStoreError
+from service.audit.claims import Claim
 from service.audit.sqlite import SQLiteAuditStore
 from service.audit.store import (
     AccessRecord,
@@ -30,6 +31,7 @@ from service.audit.store import (
 __all__ = [
     "AccessRecord",
     "AuditStore",
+    "Claim",
     "LabelledReview",
     "PendingReview",
     "RecordedDecision",

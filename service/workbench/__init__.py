@@ -11,13 +11,14 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from service.workbench import docs, home, login, playground, policies
+from service.workbench import docs, home, login, playground, policies, queues
 from service.workbench.render import STATIC, PageTemplates
 
 ROUTERS: tuple[APIRouter, ...] = (
     login.router,
     home.router,
     docs.router,
+    queues.router,
     policies.router,
     playground.router,
 )

@@ -17,9 +17,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -30,15 +32,19 @@ from service.access.principal import Role
 from tests.conftest import REPO
 from tests.service.conftest import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium; SWITCHBOARD_TEST_CHROMIUM points at another build already on the machine
+# (the GitHub runner has Google Chrome, not Debian's package).
+CHROMIUM = Path(os.environ.get("SWITCHBOARD_TEST_CHROMIUM", "/usr/bin/chromium"))
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
 AXE = HERE / "vendor" / "axe.min.js"
+AXE_URL = "/__tests__/axe.min.js"  # answered by the browser context, never by the service
 TENANT = "acme"
 # The service starts Presidio and warms the model's prompt prefix: seconds on an idle machine,
 # longer when the 2 cores are shared.
 START_TIMEOUT_S = 600
 VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -105,7 +111,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
+def workbench(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[Workbench]:
+    # ``chromium`` first: without it the tests skip (or fail in CI) before a server starts.
     root = tmp_path_factory.mktemp("workbench")
     tenants = root / "tenants"
     _write_tenant(tenants)
@@ -115,34 +122,42 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
         keys = {role: store.create(TENANT, role, name=f"{TENANT}-{role.value}")[0] for role in Role}
     finally:
         store.close()
-    port = free_port()
     env = {
-        **os.environ,
-        "SWITCHBOARD_POLICIES": str(REPO / "policies"),
-        "SWITCHBOARD_PROMPTS": str(REPO / "prompts"),
         "SWITCHBOARD_TENANTS": str(tenants),
-        "SWITCHBOARD_AUDIT_DB": str(root / "audit.db"),
         "SWITCHBOARD_KEYS_DB": str(keys_db),
-        "SWITCHBOARD_REGION": "local",
         "SWITCHBOARD_BACKEND": "embedded",
         "SWITCHBOARD_AUTH": "on",
         "SWITCHBOARD_MODEL_QUEUE": "32",
         "SWITCHBOARD_BREAKER_FAILURES": "1000",
         "SWITCHBOARD_DELIVERY_POLL_S": "0.2",
     }
+    with serving(root, env) as url:
+        yield Workbench(url, keys, root, root / "serve.log", keys_db)
+
+
+@contextmanager
+def serving(root: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """``switchboard serve`` on a free loopback port with the repository's policies, its audit
+    store in ``root``; stopped when the block ends."""
+    port = free_port()
+    full = {
+        **os.environ,
+        "SWITCHBOARD_POLICIES": str(REPO / "policies"),
+        "SWITCHBOARD_PROMPTS": str(REPO / "prompts"),
+        "SWITCHBOARD_AUDIT_DB": str(root / "audit.db"),
+        "SWITCHBOARD_REGION": "local",
+        **env,
+    }
     log = root / "serve.log"
+    command = [sys.executable, "-m", "engine", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=root,
+            [*command, *args], env=full, stdout=out, stderr=subprocess.STDOUT, cwd=root
         )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc, log)
-        yield Workbench(url, keys, root, log, keys_db)
+        yield url
     finally:
         proc.terminate()
         try:
@@ -153,22 +168,41 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def dev_workbench(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[str]:
+    """What ``make run`` starts (``--no-auth``: the development login), with the repository's
+    tenants; the scripted backend, since these tests only log in and look around."""
+    root = tmp_path_factory.mktemp("make-run")
+    env = {"SWITCHBOARD_TENANTS": str(REPO / "tenants"), "SWITCHBOARD_BACKEND": "fake"}
+    with serving(root, {**env, "SWITCHBOARD_WARM_UP": "false"}, "--no-auth") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """The browser binary; missing, the browser tests skip, or fail under ``CI=true``."""
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: apt-get install chromium"
+        message = f"{CHROMIUM} is missing: apt-get install chromium (or SWITCHBOARD_TEST_CHROMIUM)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message}; CI must run the browser tests")
         pytest.skip(message)
+    return CHROMIUM
+
+
+# Module scope, not session: sync Playwright keeps its asyncio loop running in this thread while
+# it is started, and every pytest-asyncio test after it would fail ("Runner.run() cannot be
+# called from a running event loop"). Stopped after each module, it is gone before other tests.
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        launched = playwright.chromium.launch(
+            executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
         )
         try:
-            yield chromium
+            yield launched
         finally:
-            chromium.close()
+            launched.close()
 
 
 PageAs = Callable[..., Any]
@@ -177,14 +211,13 @@ PageAs = Callable[..., Any]
 @pytest.fixture
 def page_as(workbench: Workbench, browser: Any) -> Iterator[PageAs]:
     """``page_as(Role.REVIEWER)`` (or ``"reviewer"``): a page logged in with that role's key, at
-    the home page; ``page_as(role, key=...)`` logs in with another key."""
+    the home page; ``page_as(role, key=...)`` logs in with another key. The test fails if a page
+    asked for anything from another host or broke the Content-Security-Policy."""
     contexts: list[Any] = []
+    refused: list[str] = []
 
     def open_as(role: Role | str, *, key: str | None = None) -> Any:
-        # bypass_csp: the axe fixture injects axe-core as an inline script, which the pages'
-        # Content-Security-Policy (rightly) refuses.
-        context = browser.new_context(base_url=workbench.url, viewport=VIEWPORT, bypass_csp=True)
-        context.set_default_timeout(30_000)
+        context = new_context(browser, workbench.url, refused)
         contexts.append(context)
         page = context.new_page()
         page.goto("/login")
@@ -196,6 +229,37 @@ def page_as(workbench: Workbench, browser: Any) -> Iterator[PageAs]:
     yield open_as
     for context in contexts:
         context.close()
+    assert refused == [], refused
+
+
+def new_context(browser: Any, url: str, refused: list[str]) -> Any:
+    """A fresh browser profile (no cookies) on the served ``url``, axe-core ready to inject.
+
+    ``refused`` collects what must never happen: a request to another host (the page would be
+    broken on an air-gapped network) and anything the pages' Content-Security-Policy refused
+    (an inline script or an outside resource works nowhere). Assert it empty at the end.
+    """
+    context = browser.new_context(base_url=url, viewport=VIEWPORT)
+    context.set_default_timeout(30_000)
+    # axe-core is test-only: the browser gets it as if from the workbench's own origin (the
+    # Content-Security-Policy allows 'self'), without the service ever serving it.
+    context.route(
+        f"{url}{AXE_URL}",
+        lambda route: route.fulfill(path=str(AXE), content_type="text/javascript"),
+    )
+
+    def on_request(request: Any) -> None:
+        host = urlsplit(request.url).hostname
+        if request.url.startswith(("http:", "https:")) and host not in LOOPBACK:
+            refused.append(f"request to another host: {request.url}")
+
+    def on_console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    context.on("request", on_request)
+    context.on("console", on_console)
+    return context
 
 
 @pytest.fixture
@@ -212,7 +276,7 @@ def shot() -> Callable[[Any, str], Path]:
 @pytest.fixture
 def axe() -> Callable[[Any], None]:
     def check(page: Any) -> None:
-        page.add_script_tag(path=str(AXE))
+        page.add_script_tag(url=AXE_URL)
         result = page.evaluate(
             """async () => await axe.run(document, {
                 runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},

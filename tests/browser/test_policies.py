@@ -9,11 +9,8 @@ candidates allowed under its temporary directory. The real embedded model decide
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +19,8 @@ import pytest
 
 from service.access.keys import KeyStore
 from service.access.principal import Role
-from tests.browser.conftest import TENANT, PageAs, Workbench, _wait_ready, _write_tenant
+from tests.browser.conftest import TENANT, PageAs, Workbench, _write_tenant, serving
 from tests.conftest import REPO
-from tests.service.conftest import free_port
 
 FAINTED = "I fainted twice after my second dose of the new tablets."
 DOCS = REPO / "docs" / "workbench"
@@ -33,7 +29,7 @@ Axe = Callable[[Any], None]
 
 
 @pytest.fixture(scope="module")
-def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
+def workbench(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[Workbench]:
     """A workbench of this module's own, serving a copy of the repository's policies."""
     root = tmp_path_factory.mktemp("policy-workbench")
     shutil.copytree(REPO / "policies", root / "repo" / "policies")
@@ -45,12 +41,10 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
         keys = {role: store.create(TENANT, role, name=f"{role.value}-pat")[0] for role in Role}
     finally:
         store.close()
-    port = free_port()
     env = {
-        **os.environ,
         "SWITCHBOARD_POLICIES": str(root / "repo" / "policies"),
+        "SWITCHBOARD_PROMPTS": str(root / "repo" / "prompts"),
         "SWITCHBOARD_TENANTS": str(root / "tenants"),
-        "SWITCHBOARD_AUDIT_DB": str(root / "audit.db"),
         "SWITCHBOARD_KEYS_DB": str(keys_db),
         "SWITCHBOARD_BACKEND": "embedded",
         "SWITCHBOARD_AUTH": "on",
@@ -58,27 +52,8 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
         "SWITCHBOARD_CANDIDATE_ROOTS": json.dumps([str(root)]),
         "SWITCHBOARD_PLAYGROUND_DATA": str(REPO / "eval" / "data"),
     }
-    env.pop("SWITCHBOARD_PROMPTS", None)  # prompts/ beside the copied policies
-    log = root / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc, log)
-        yield Workbench(url, keys, root, log, keys_db)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(root, env) as url:
+        yield Workbench(url, keys, root, root / "serve.log", keys_db)
 
 
 def _policies(workbench: Workbench) -> Path:
