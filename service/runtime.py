@@ -210,6 +210,8 @@ class EngineHolder:
             if self.previous is None:
                 return None
             self.active, self.previous = self.previous, self.active
+            # The failed reload no longer describes what serves; the log keeps it.
+            self.status.last_error = None
             self.status.log.add("rollback", by, self.active.all)
             return self.active
 

@@ -177,6 +177,8 @@ def test_an_admin_reloads_a_broken_policy_and_rolls_back(
     page.get_by_role("status").get_by_text("Rolled back").wait_for()
     assert _serving(workbench) == first
     assert _classified_revision(workbench) == first
+    assert page.locator("#reload-failure").count() == 0  # the failure stays in the history
+    assert "reload failed" in page.get_by_role("table").last.inner_text()
     axe(page)
     _keep(shot, page, "policies-rolled-back")
     policy.write_text(original, encoding="utf-8")

@@ -183,3 +183,5 @@ def test_the_active_revision_says_who_activated_it_and_what_it_replaced(
     assert back["active"][0]["action"] == "rollback"
     assert back["active"][0]["previous"]["revision"] == active["revision"]
     assert back["history"][0]["action"] == "rollback"
+    assert back["last_reload_error"] is None  # it described a revision that no longer serves
+    assert back["history"][1]["action"] == "reload failed"
