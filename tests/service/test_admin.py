@@ -185,3 +185,20 @@ def test_the_active_revision_says_who_activated_it_and_what_it_replaced(
     assert back["history"][0]["action"] == "rollback"
     assert back["last_reload_error"] is None  # it described a revision that no longer serves
     assert back["history"][1]["action"] == "reload failed"
+
+
+def test_a_broken_tenant_file_is_a_failed_reload_with_who_asked(
+    make_served: ServeFactory, policy_copy: Path
+) -> None:
+    served = make_served(auth="on")
+    tenants = policy_copy.parent.parent / "tenants"
+    (tenants / "broken.yaml").write_text("id: broken\nregion: [not, a, region]\n", "utf-8")
+
+    r = served.client.post("/admin/reload", headers=served.admin())
+
+    assert r.status_code == 422, r.text
+    status = served.client.get("/admin/policies", headers=served.admin()).json()
+    assert status["last_reload_error"]["by"] == "admin-token"
+    assert any("broken.yaml" in p for p in status["last_reload_error"]["problems"])
+    assert status["history"][0]["action"] == "reload failed"
+    assert status["reload_failures"] == 1
