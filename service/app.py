@@ -31,9 +31,10 @@ from service.loop_lag import LoopLagMonitor
 from service.metrics import Metrics
 from service.middleware import BodyGuard
 from service.problems import install_problem_handlers
-from service.routes import admin, classify, delivery, health, records
+from service.routes import admin, classify, delivery, health, records, shadow
 from service.runtime import EngineHolder
 from service.settings import Settings
+from service.shadow import Shadow
 from service.state import AppState
 
 log = logging.getLogger("switchboard.service")
@@ -163,6 +164,7 @@ def create_app(
             audit,
             metrics,
             access,
+            Shadow(guard, metrics, queue_size=settings.shadow_queue),
             dispatcher=dispatcher,
             dispatchers=dispatchers,
         )
@@ -187,6 +189,7 @@ def create_app(
         try:
             yield
         finally:
+            await state.shadow.stop()
             await lag.stop()
             for each in dispatchers.values():
                 await each.stop()
@@ -205,6 +208,14 @@ def create_app(
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverloadShedding)  # outermost: a refusal must not read or parse anything
     install_problem_handlers(app)
-    for router in (classify.router, admin.router, records.router, health.router, delivery.router):
+    for router in (
+        classify.router,
+        admin.router,
+        shadow.router,
+        shadow.admin_router,
+        records.router,
+        health.router,
+        delivery.router,
+    ):
         app.include_router(router)
     return app

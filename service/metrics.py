@@ -74,6 +74,28 @@ class Metrics:
             registry=r,
         )
 
+        self.shadow_decisions = Counter(
+            "switchboard_shadow_decisions",
+            "Live decisions a shadow candidate also decided: whether it agreed (category and "
+            "review), whether it would move the decision out of safety (leave) or into it "
+            "(enter), and whether it reused the live verdict (shared) or called the model",
+            ["tenant", "agreement", "safety", "verdict"],
+            registry=r,
+        )
+        self.shadow_skipped = Counter(
+            "switchboard_shadow_skipped",
+            "Live decisions a running shadow did not decide, by reason (not_sampled, "
+            "model_busy, queue_full, no_candidate, stopped, failed)",
+            ["reason"],
+            registry=r,
+        )
+        self.shadow_queue = Gauge(
+            "switchboard_shadow_queue", "Live decisions waiting for the shadow worker", registry=r
+        )
+        self.shadow_active = Gauge(
+            "switchboard_shadow_active", "1 while a shadow candidate runs", registry=r
+        )
+
         # Labelled children, looked up once: ``labels()`` validates, converts and locks on each
         # call. Nothing here removes a child, so a cached one is the one the registry exports.
         self._children: dict[tuple[Any, ...], Any] = {}

@@ -13,6 +13,7 @@ from service.delivery import Dispatcher
 from service.metrics import Metrics
 from service.runtime import EngineHolder
 from service.settings import Settings
+from service.shadow import Shadow
 
 
 @dataclass
@@ -24,6 +25,7 @@ class AppState:
     store: AuditStore  # the home region's (``SWITCHBOARD_REGION``); routes use the caller's
     metrics: Metrics
     access: AccessControl
+    shadow: Shadow  # a candidate revision deciding beside the active one, when one runs
     model_healthy: bool = False  # the last probe; a signal for alerts, not for readiness
     dispatcher: Dispatcher | None = None  # the home region's: /admin/outbox
     # One per regional store this replica serves (the home one included): every region that

@@ -15,9 +15,17 @@ from typing import Any
 
 from engine import AuditStoreError, DecisionRecord
 from engine.decide.record import HandOff, encode_record
-from service.audit import outbox
+from service.audit import outbox, shadow
 from service.audit.group_commit import GroupCommitWriter, Statement
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
+from service.audit.shadow import (
+    ExampleKind,
+    SafetyMove,
+    ShadowCount,
+    ShadowExample,
+    ShadowRow,
+    VerdictSource,
+)
 from service.audit.store import AccessRecord, PendingReview, RecordedDecision, ReviewOutcome
 
 _INSERT_DECISION = (
@@ -259,6 +267,42 @@ class SqlAuditStore(abc.ABC):
             self._read, _RECENT.format(p=self._placeholder, t=where), args
         )
         return [RecordedDecision(_record(value), reviewed) for value, reviewed in reversed(rows)]
+
+    # -- shadow decisions: a table of their own, never read as decisions -----------------------
+
+    async def append_shadow(self, rows: Sequence[ShadowRow]) -> None:
+        if rows:
+            statement = self._sql(shadow.INSERT)
+            await self._writable().submit(*[(statement, row.params()) for row in rows])
+
+    async def shadow_counts(self, run_id: str, *, tenant: str | None = None) -> list[ShadowCount]:
+        p = self._placeholder
+        where, args = (
+            ("", (run_id,)) if tenant is None else (shadow.TENANT.format(p=p), (run_id, tenant))
+        )
+        rows = await asyncio.to_thread(self._read, shadow.COUNTS.format(p=p, t=where), args)
+        return [
+            ShadowCount(t, SafetyMove(move), bool(agree), VerdictSource(source), int(n))
+            for t, move, agree, source, n in rows
+        ]
+
+    async def shadow_examples(
+        self, run_id: str, kind: ExampleKind, limit: int, *, tenant: str
+    ) -> list[ShadowExample]:
+        statement = shadow.EXAMPLES[kind].format(p=self._placeholder)
+        rows = await asyncio.to_thread(self._read, statement, (run_id, tenant, limit))
+        return [
+            ShadowExample(
+                decision_id,
+                created_at,
+                live,
+                candidate,
+                bool(live_review),
+                bool(shadow_review),
+                str(_record(record).get("input_redacted", "")),
+            )
+            for decision_id, created_at, live, candidate, live_review, shadow_review, record in rows
+        ]
 
     async def ping(self) -> None:
         # Through the group writer, like a decision: the writer thread is alive, the database

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from engine import DecisionRecord, HandOff
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
+from service.audit.shadow import ExampleKind, ShadowCount, ShadowExample, ShadowRow
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,20 @@ class AuditStore(Protocol):
     async def accesses(self, limit: int) -> list[AccessRecord]: ...
 
     async def count(self, *, tenant: str | None = None) -> int: ...
+
+    async def append_shadow(self, rows: Sequence[ShadowRow]) -> None:
+        """Store shadow decisions (``service.audit.shadow``): never decisions, never acted on."""
+        ...
+
+    async def shadow_counts(
+        self, run_id: str, *, tenant: str | None = None
+    ) -> list[ShadowCount]: ...
+
+    async def shadow_examples(
+        self, run_id: str, kind: ExampleKind, limit: int, *, tenant: str
+    ) -> list[ShadowExample]:
+        """A run's newest shadow decisions of one ``kind`` for one tenant (redacted text)."""
+        ...
 
     async def ping(self) -> None:
         """Return once a write transaction committed through the writer; raise

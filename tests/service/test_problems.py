@@ -12,6 +12,7 @@ from engine import AuditStoreError, DecisionRecord, HandOff, PromptRenderError
 from service.app import create_app
 from service.audit import AccessRecord, PendingReview, RecordedDecision, ReviewOutcome
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
+from service.audit.shadow import ExampleKind, ShadowCount, ShadowExample, ShadowRow
 from service.settings import Settings
 from tests.conftest import REPO
 from tests.service.conftest import serve
@@ -85,6 +86,17 @@ class _BrokenStore:
         raise self.error
 
     async def count(self, *, tenant: str | None = None) -> int:
+        raise self.error
+
+    async def append_shadow(self, rows: Sequence[ShadowRow]) -> None:
+        raise self.error
+
+    async def shadow_counts(self, run_id: str, *, tenant: str | None = None) -> list[ShadowCount]:
+        raise self.error
+
+    async def shadow_examples(
+        self, run_id: str, kind: ExampleKind, limit: int, *, tenant: str
+    ) -> list[ShadowExample]:
         raise self.error
 
     async def close(self) -> None:
