@@ -99,6 +99,7 @@ class ModelGuard:
         self.capacity = concurrency + queue
         self.admitted = 0  # inside: waiting or calling
         self.calling = 0
+        self.calls = 0  # calls handed to the backend (live, shadow and warm-up alike)
 
     @property
     def name(self) -> str:
@@ -135,6 +136,7 @@ class ModelGuard:
                         latency_ms=(time.perf_counter() - started) * 1000,
                     )
             self.calling += 1
+            self.calls += 1
             try:
                 remaining = max(deadline_s - (time.perf_counter() - started), 0.001)
                 verdict = await self.backend.score(prompt, choices, deadline_s=remaining)

@@ -138,6 +138,7 @@ def create_app(
             saturated=(lambda: lag.lag_ms > limit_ms) if limit_ms > 0 else (lambda: False),
             shed=metrics.shed,
         )
+        metrics.model_requests.set_function(lambda: guard.calls)
         access = await asyncio.to_thread(_access_control, settings, store)
         audit = access.residency.stores.get(settings.region) or next(
             iter(access.residency.stores.values())

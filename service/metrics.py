@@ -74,6 +74,12 @@ class Metrics:
             registry=r,
         )
 
+        self.model_requests = Gauge(
+            "switchboard_model_requests",
+            "Calls handed to the model backend since start (live decisions, shadow runs and "
+            "warm-ups; a decision that skipped the model is not one)",
+            registry=r,
+        )
         self.shadow_decisions = Counter(
             "switchboard_shadow_decisions",
             "Live decisions a shadow candidate also decided: whether it agreed (category and "

@@ -1,0 +1,170 @@
+"""Shadow overhead: live latency and model calls with a candidate in shadow, and without.
+
+One ``switchboard serve`` process takes the same open-loop ``/classify`` load three times:
+no shadow; a candidate whose prompt renders identically (it drops the ``fainted`` keyword from
+``severe_event``: a safety keyword removed); and a candidate whose prompt differs (one more
+few-shot example), sampled at ``SWITCHBOARD_SHADOW_SAMPLE_RATE``. Per phase: live p50/p99, the
+calls the backend received (``switchboard_model_requests``) per live request, and the shadow
+report's counts (shared verdicts, own calls, skipped, decisions leaving safety). With identical
+prompts the shadow must add no call: the run fails loudly if it does.
+
+``backend="embedded"`` runs the packaged model (concurrency 1, a few requests per second: keep
+the phases short on a shared machine); ``"fake"`` a scripted backend with a fixed latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from eval.bench import loadgen, openloop
+from eval.bench.report import emit, summary
+
+ADMIN = {"Authorization": f"Bearer {loadgen.ADMIN_TOKEN}"}
+
+
+def _candidate(work: Path, name: str, file: str, change: Any) -> Path:
+    target = work / name / "contact-center"
+    shutil.copytree(work / "policies" / "contact-center", target)
+    path = target / file
+    data = yaml.safe_load(path.read_text("utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+    return work / name
+
+
+def _drop_fainted(policy: dict[str, Any]) -> None:
+    policy["keyword_groups"]["severe_event"]["keywords"].remove("fainted")
+
+
+def _one_more_example(policy: dict[str, Any]) -> None:
+    # A new example changes the prompt prefix, so the probe head (fitted under the old one) is
+    # stale and `check` refuses it: this candidate decides from the label probabilities.
+    policy.pop("head", None)
+    example = {"message": "Is the pharmacy open on Sunday?", "label": "informational"}
+    policy["prompt"]["examples"].append(example)
+
+
+def _calls(url: str) -> float:
+    return loadgen.metric_value(url, "switchboard_model_requests") or 0.0
+
+
+def _settle(client: httpx.Client, timeout_s: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report: dict[str, Any] = client.get("/admin/shadow", headers=ADMIN).json()
+        run = report["run"]
+        done = sum(run["decided"].values()) + sum(run["skipped"].values())
+        if done >= run["offered"] or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)
+
+
+def _phase(url: str, rps: float, seconds: float) -> tuple[openloop.Run, float]:
+    before = _calls(url)
+    client = openloop.OpenLoop(url, timeout_s=30, keep_bodies=False)
+    result = asyncio.run(client.run(lambda _t: rps, seconds))
+    return result, before
+
+
+def run(
+    *, backend: str = "fake", seconds: float = 20, rps: float = 50, latency_ms: float = 20
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        loadgen.policy_workdir(work)
+        same = _candidate(work, "candidate-same-prompt", "rules.yaml", _drop_fainted)
+        other = _candidate(work, "candidate-new-example", "policy.yaml", _one_more_example)
+        env = loadgen.service_env(
+            work, latency_ms=latency_ms, concurrency=1 if backend == "embedded" else 64, queue=256
+        )
+        env["SWITCHBOARD_BACKEND"] = backend
+        argv = [sys.executable, "-m", "engine", "serve", "--backend", backend]
+        phases: list[dict[str, Any]] = []
+        with (
+            loadgen.run_server(
+                f"shadow-{backend}", argv, env, "/readyz", work, ready_timeout_s=300
+            ) as server,
+            httpx.Client(base_url=server.url, timeout=60) as client,
+        ):
+            for name, candidate in (
+                ("off", None),
+                ("shadow, identical prompt", same),
+                ("shadow, prompt differs (sampled)", other),
+            ):
+                if candidate is not None:
+                    r = client.post(
+                        "/admin/shadow", json={"directory": str(candidate)}, headers=ADMIN
+                    )
+                    if r.status_code != 201:
+                        raise SystemExit(f"shadow refused: {r.status_code} {r.text}")
+                result, before = _phase(server.url, rps, seconds)
+                report = _settle(client) if candidate is not None else None
+                calls = _calls(server.url) - before
+                ok = [x.latency_s for x in result.results if x.status == 200]
+                phase: dict[str, Any] = {
+                    "phase": name,
+                    "requests": len(result.results),
+                    "ok": len(ok),
+                    "latency_ms": summary(ok, 1000),
+                    "model_calls": int(calls),
+                }
+                if report is not None:
+                    run_ = report["run"]
+                    tenants = report["tenants"]
+                    phase["shadow"] = {
+                        "offered": run_["offered"],
+                        "decided": run_["decided"],
+                        "skipped": run_["skipped"],
+                        "leave_safety": sum(t["leave_safety"] for t in tenants),
+                        "enter_safety": sum(t["enter_safety"] for t in tenants),
+                        "agreement": [t["agreement"] for t in tenants],
+                    }
+                    client.delete("/admin/shadow", headers=ADMIN).raise_for_status()
+                phases.append(phase)
+    same_phase = phases[1]
+    # Each live request makes at most one call: more calls than requests, or any call of the
+    # shadow's own, is a call the shadow added.
+    extra_same = same_phase["shadow"]["decided"].get("model", 0) + max(
+        0, same_phase["model_calls"] - same_phase["requests"]
+    )
+    results = {
+        "backend": backend,
+        "rps": rps,
+        "seconds": seconds,
+        "phases": phases,
+        "extra_calls_identical_prompt": extra_same,
+    }
+    rows: list[list[Any]] = [
+        ["phase", "requests ok", "p50 ms", "p99 ms", "model calls", "shadow shared / own call",
+         "skipped", "leave safety"]
+    ]  # fmt: skip
+    for p in phases:
+        shadow = p.get("shadow", {})
+        decided = shadow.get("decided", {})
+        rows.append(
+            [
+                p["phase"],
+                p["ok"],
+                p["latency_ms"]["p50"],
+                p["latency_ms"]["p99"],
+                p["model_calls"],
+                f"{decided.get('shared', 0)} / {decided.get('model', 0)}" if shadow else "-",
+                sum(shadow.get("skipped", {}).values()) if shadow else "-",
+                shadow.get("leave_safety", "-"),
+            ]
+        )
+    emit("shadow_overhead", results, rows)
+    if extra_same != 0:
+        raise SystemExit(
+            f"shadow with an identical prompt added {extra_same} model calls (must be 0)"
+        )
+    return results
