@@ -20,6 +20,7 @@ from service.audit.sqlite import SQLiteAuditStore
 from service.audit.store import (
     AccessRecord,
     AuditStore,
+    LabelledReview,
     PendingReview,
     RecordedDecision,
     ReviewOutcome,
@@ -29,6 +30,7 @@ from service.audit.store import (
 __all__ = [
     "AccessRecord",
     "AuditStore",
+    "LabelledReview",
     "PendingReview",
     "RecordedDecision",
     "ReviewOutcome",

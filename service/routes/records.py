@@ -178,18 +178,32 @@ async def review(
     return {**asdict(outcome), "handoffs": [h.idempotency_key for h in handoffs]}
 
 
+_EXPORT_COLUMNS = (
+    "id",
+    "text",
+    "label",
+    "source",
+    "channel",
+    "reviewer",
+    "reviewed_at",
+    "decided",
+    "policy_revision",
+)
+
+
 @router.get(
     "/reviews/export",
-    summary="The tenant's reviewed decisions as labelled CSV (text,label) for evaluation",
+    summary="The tenant's reviewed decisions as labelled CSV for evaluation, with each label's "
+    "reviewer and time (the reviewer loop: docs/evaluation.md)",
     response_class=PlainTextResponse,
     responses={
         **documented(_ACCESS),
         200: {
             "content": {
                 "text/plain": {
-                    "example": "id,text,label,source\n"
-                    "3f1c…,I got a rash after the pills,"
-                    "safety_compliance,review\n"
+                    "example": ",".join(_EXPORT_COLUMNS) + "\n"
+                    "3f1c…,I got a rash after the pills,safety_compliance,review,chat,"
+                    "pv-specialist-7,2026-11-23T13:10:00+00:00,informational,ae813cfa9d05837d\n"
                 }
             }
         },
@@ -201,10 +215,22 @@ async def export(
 ) -> str:
     tenant, store = caller.scoped()
     rows = await store.labelled(limit, tenant=tenant.id)
-    await _audit_access(caller, "export", [decision_id for decision_id, _, _ in rows])
+    await _audit_access(caller, "export", [r.decision_id for r in rows])
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "text", "label", "source"])
-    for decision_id, text, label in rows:
-        writer.writerow([decision_id, text, label, "review"])
+    writer.writerow(_EXPORT_COLUMNS)
+    for r in rows:
+        writer.writerow(
+            [
+                r.decision_id,
+                r.text,
+                r.label,
+                "review",
+                r.channel,
+                r.reviewer,
+                r.reviewed_at,
+                r.decided,
+                r.policy_revision,
+            ]
+        )
     return out.getvalue()

@@ -10,7 +10,13 @@ import httpx
 
 from engine import AuditStoreError, DecisionRecord, HandOff, PromptRenderError
 from service.app import create_app
-from service.audit import AccessRecord, PendingReview, RecordedDecision, ReviewOutcome
+from service.audit import (
+    AccessRecord,
+    LabelledReview,
+    PendingReview,
+    RecordedDecision,
+    ReviewOutcome,
+)
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.audit.shadow import ExampleKind, ShadowCount, ShadowExample, ShadowRow
 from service.settings import Settings
@@ -75,9 +81,7 @@ class _BrokenStore:
     ) -> list[PendingReview]:
         raise self.error
 
-    async def labelled(
-        self, limit: int, *, tenant: str | None = None
-    ) -> list[tuple[str, str, str]]:
+    async def labelled(self, limit: int, *, tenant: str | None = None) -> list[LabelledReview]:
         raise self.error
 
     async def recent(
