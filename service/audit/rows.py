@@ -28,10 +28,12 @@ from service.audit.shadow import (
 )
 from service.audit.store import (
     AccessRecord,
+    Backlog,
     LabelledReview,
     PendingReview,
     RecordedDecision,
     ReviewOutcome,
+    Tally,
 )
 
 _INSERT_DECISION = (
@@ -73,6 +75,16 @@ _RECENT = (
     "ORDER BY d.created_at DESC LIMIT {p}"
 )
 _COUNT = "SELECT COUNT(*) FROM decisions d WHERE TRUE{t}"
+_TALLY = (
+    "SELECT d.category, d.degraded, COUNT(*) FROM decisions d WHERE d.created_at >= {p}{t} "
+    "GROUP BY d.category, d.degraded"
+)
+_BACKLOG = (
+    "SELECT d.review_queue, COUNT(*), MIN(d.created_at) FROM decisions d "
+    "WHERE d.requires_human_review = TRUE AND NOT EXISTS "
+    "(SELECT 1 FROM reviews r WHERE r.decision_id = d.decision_id){t}{q} "
+    "GROUP BY d.review_queue ORDER BY d.review_queue"
+)
 
 
 def decision_row(
@@ -283,6 +295,31 @@ class SqlAuditStore(abc.ABC):
             self._read, _RECENT.format(p=self._placeholder, t=where), args
         )
         return [RecordedDecision(_record(value), reviewed) for value, reviewed in reversed(rows)]
+
+    # -- the live numbers page: counts, not records ----------------------------------------------
+
+    async def tally(self, since: str, *, tenant: str | None = None) -> list[Tally]:
+        p = self._placeholder
+        where, args = ("", (since,)) if tenant is None else (_TENANT.format(p=p), (since, tenant))
+        rows = await asyncio.to_thread(self._read, _TALLY.format(p=p, t=where), args)
+        return [Tally(category, bool(degraded), int(n)) for category, degraded, n in rows]
+
+    async def backlog(
+        self, *, tenant: str | None = None, queues: frozenset[str] | None = None
+    ) -> list[Backlog]:
+        p = self._placeholder
+        where, args = ("", []) if tenant is None else (_TENANT.format(p=p), [tenant])
+        only = ""
+        if queues is not None:
+            only = (
+                f" AND d.review_queue IN ({', '.join([p] * len(queues))})"
+                if queues
+                else (" AND FALSE")
+            )
+            args.extend(sorted(queues))
+        statement = _BACKLOG.format(p=p, t=where, q=only)
+        rows = await asyncio.to_thread(self._read, statement, tuple(args))
+        return [Backlog(queue, int(n), oldest) for queue, n, oldest in rows]
 
     # -- shadow decisions: a table of their own, never read as decisions -----------------------
 

@@ -53,6 +53,24 @@ class PendingReview:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """How many decisions of one category (degraded or not) were made since some time."""
+
+    category: str
+    degraded: bool
+    count: int
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Decisions waiting for review in one queue, and when the oldest was received."""
+
+    queue: str | None
+    count: int
+    oldest: str
+
+
+@dataclass(frozen=True)
 class AccessRecord:
     """One read of stored decisions: who (subject, tenant, role), when, what, which ids."""
 
@@ -137,6 +155,16 @@ class AuditStore(Protocol):
     async def accesses(self, limit: int) -> list[AccessRecord]: ...
 
     async def count(self, *, tenant: str | None = None) -> int: ...
+
+    async def tally(self, since: str, *, tenant: str | None = None) -> list[Tally]:
+        """Decisions received at or after ``since`` (ISO UTC), by category and degraded."""
+        ...
+
+    async def backlog(
+        self, *, tenant: str | None = None, queues: frozenset[str] | None = None
+    ) -> list[Backlog]:
+        """Decisions awaiting review, per queue (only ``queues``, when given)."""
+        ...
 
     async def append_shadow(self, rows: Sequence[ShadowRow]) -> None:
         """Store shadow decisions (``service.audit.shadow``): never decisions, never acted on."""

@@ -12,10 +12,12 @@ from engine import AuditStoreError, DecisionRecord, HandOff, PromptRenderError
 from service.app import create_app
 from service.audit import (
     AccessRecord,
+    Backlog,
     LabelledReview,
     PendingReview,
     RecordedDecision,
     ReviewOutcome,
+    Tally,
 )
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.audit.shadow import ExampleKind, ShadowCount, ShadowExample, ShadowRow
@@ -90,6 +92,14 @@ class _BrokenStore:
         raise self.error
 
     async def count(self, *, tenant: str | None = None) -> int:
+        raise self.error
+
+    async def tally(self, since: str, *, tenant: str | None = None) -> list[Tally]:
+        raise self.error
+
+    async def backlog(
+        self, *, tenant: str | None = None, queues: frozenset[str] | None = None
+    ) -> list[Backlog]:
         raise self.error
 
     async def append_shadow(self, rows: Sequence[ShadowRow]) -> None:
