@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         shadow_overhead.run(
             backend=args.shadow_backend,
             seconds=args.shadow_seconds or (60 if args.long else 20),
-            rps=args.shadow_rps or (3 if embedded else 50),
+            rps=args.shadow_rps or 50,
+            connections=1 if embedded and args.shadow_rps is None else None,
         )
     if "outage" in which:
         from eval.bench import broker_outage

@@ -8,13 +8,14 @@ calls the backend received (``switchboard_model_requests``) per live request, an
 report's counts (shared verdicts, own calls, skipped, decisions leaving safety). With identical
 prompts the shadow must add no call: the run fails loudly if it does.
 
-``backend="embedded"`` runs the packaged model (concurrency 1, a few requests per second: keep
-the phases short on a shared machine); ``"fake"`` a scripted backend with a fixed latency.
+``backend="embedded"`` runs the packaged model (concurrency 1; the command line loads it with one
+caller in a closed loop); ``"fake"`` a scripted backend with a fixed latency, open loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -39,6 +40,10 @@ def _candidate(work: Path, name: str, file: str, change: Any) -> Path:
     change(data)
     path.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
     return work / name
+
+
+def _patient(policy: dict[str, Any]) -> None:
+    policy["fallbacks"]["model_deadline_ms"] = 30_000
 
 
 def _drop_fainted(policy: dict[str, Any]) -> None:
@@ -68,25 +73,42 @@ def _settle(client: httpx.Client, timeout_s: float = 120) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def _phase(url: str, rps: float, seconds: float) -> tuple[openloop.Run, float]:
+def _phase(
+    url: str, rps: float, seconds: float, connections: int | None
+) -> tuple[openloop.Run, float]:
     before = _calls(url)
+    if connections is not None:
+        return openloop.closed_loop(url, connections=connections, seconds=seconds), before
     client = openloop.OpenLoop(url, timeout_s=30, keep_bodies=False)
     result = asyncio.run(client.run(lambda _t: rps, seconds))
     return result, before
 
 
 def run(
-    *, backend: str = "fake", seconds: float = 20, rps: float = 50, latency_ms: float = 20
+    *,
+    backend: str = "fake",
+    seconds: float = 20,
+    rps: float = 50,
+    connections: int | None = None,
+    latency_ms: float = 20,
 ) -> dict[str, Any]:
+    """Open-loop load at ``rps``, or ``connections`` callers each waiting for its answer
+    (closed loop: the embedded model, one call at a time, is kept busy without a queue that
+    would turn every request into a deadline timeout)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         loadgen.policy_workdir(work)
+        # Overhead, not fallbacks, is measured: a slow model on a busy machine must not turn into
+        # deadline timeouts and an open circuit (rules-only answers in a few ms) in one phase and
+        # not another. The candidates are copies, so they have the same deadline.
+        loadgen.edit_policy(work / "policies", _patient)
         same = _candidate(work, "candidate-same-prompt", "rules.yaml", _drop_fainted)
         other = _candidate(work, "candidate-new-example", "policy.yaml", _one_more_example)
         env = loadgen.service_env(
             work, latency_ms=latency_ms, concurrency=1 if backend == "embedded" else 64, queue=256
         )
         env["SWITCHBOARD_BACKEND"] = backend
+        env["SWITCHBOARD_BREAKER_FAILURES"] = "1000000"
         argv = [sys.executable, "-m", "engine", "serve", "--backend", backend]
         phases: list[dict[str, Any]] = []
         with (
@@ -106,7 +128,7 @@ def run(
                     )
                     if r.status_code != 201:
                         raise SystemExit(f"shadow refused: {r.status_code} {r.text}")
-                result, before = _phase(server.url, rps, seconds)
+                result, before = _phase(server.url, rps, seconds, connections)
                 report = _settle(client) if candidate is not None else None
                 calls = _calls(server.url) - before
                 ok = [x.latency_s for x in result.results if x.status == 200]
@@ -138,8 +160,10 @@ def run(
     )
     results = {
         "backend": backend,
-        "rps": rps,
+        "load": f"closed loop, {connections} callers" if connections else f"open loop, {rps} rps",
         "seconds": seconds,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "phases": phases,
         "extra_calls_identical_prompt": extra_same,
     }
