@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from engine.categories import VerdictStatus
 from engine.decide.record import DecisionRecord
 
 _STAGES = ("redaction", "llm", "engine", "store", "total")
@@ -74,6 +76,14 @@ class Metrics:
             registry=r,
         )
 
+        self.model_seconds = Histogram(
+            "switchboard_model_seconds",
+            "Model latency (the wait for a model slot included) of decisions that called it",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        # The newest model latencies (ms), for the workbench's live page: "now", not since start.
+        self.recent_model_ms: deque[float] = deque(maxlen=256)
         self.model_requests = Gauge(
             "switchboard_model_requests",
             "Calls handed to the model backend since start (live decisions, shadow runs and "
@@ -135,6 +145,9 @@ class Metrics:
         stages["store"].observe(store_seconds)
         stages["total"].observe(t.total_ms / 1000 + store_seconds)
         self._child(self.model_calls, record.llm.status.value).inc()
+        if record.llm.status is not VerdictStatus.SKIPPED:
+            self.model_seconds.observe(t.llm_ms / 1000)
+            self.recent_model_ms.append(t.llm_ms)
         for step in record.decision_path:
             if step.stage == "fallback":
                 self._child(self.fallbacks, step.code).inc()

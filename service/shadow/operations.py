@@ -14,6 +14,7 @@ from pathlib import Path
 from engine.errors import PolicyError
 from engine.policy.loader import policy_dirs
 from service.access.control import Caller
+from service.audit import AuditStore
 from service.problems import ProblemError
 from service.runtime import EngineSet
 from service.shadow.report import ShadowReport, build_report
@@ -66,21 +67,38 @@ async def stop_shadow(state: AppState) -> ShadowRun:
     return run
 
 
-async def shadow_report(state: AppState, caller: Caller) -> ShadowReport | None:
-    """The running (else the last) run's report as ``caller`` may see it; None: never ran."""
+async def shadow_report(
+    state: AppState, caller: Caller, *, with_own_examples: bool = False
+) -> ShadowReport | None:
+    """The running (else the last) run's report as ``caller`` may see it; None: never ran.
+
+    A caller acting for a tenant gets that tenant's counts and examples. An operator gets every
+    tenant's counts; with ``with_own_examples`` (the workbench), also the examples of its own
+    tenant when its roles may read that tenant's decisions (an admin key alone may not)."""
     run = state.shadow.run or state.shadow.last
     if run is None:
         return None
-    stores = (
-        list(state.access.residency.stores.values()) if caller.store is None else [caller.store]
-    )
+    examples_from: AuditStore | None
+    if caller.store is not None:
+        stores, examples_from = [caller.store], caller.store
+    else:
+        stores = list(state.access.residency.stores.values())
+        examples_from = _own_store(state, caller) if with_own_examples else None
     return await build_report(
         run,
         caller,
         stores,
         active=run is state.shadow.run,
         queued=state.shadow.queued if run is state.shadow.run else 0,
+        examples_from=examples_from,
     )
+
+
+def _own_store(state: AppState, caller: Caller) -> AuditStore | None:
+    tenant = state.access.tenants.get(caller.principal.tenant)
+    if tenant is None or not caller.principal.reads_decisions_of(tenant.id):
+        return None
+    return state.access.residency.serving(tenant)  # None: its region is served elsewhere
 
 
 async def promote_shadow(state: AppState) -> EngineSet:

@@ -89,16 +89,19 @@ async def build_report(
     *,
     active: bool,
     queued: int,
+    examples_from: AuditStore | None = None,
     examples: int = EXAMPLES,
 ) -> ShadowReport:
-    """The report ``caller`` may see: every tenant's counts for an operator (``caller.tenant``
-    None), its own tenant's with examples for a caller who reads that tenant's decisions."""
-    own = caller.tenant.id if caller.tenant is not None else None
-    counts = await tenant_counts(run.run_id, stores, tenant=own)
-    if own is not None and caller.store is not None:
+    """The report ``caller`` may see: its own tenant's counts when it acts for a tenant
+    (``caller.tenant``), every tenant's in ``stores`` otherwise (an operator). Examples come
+    from ``examples_from``, the store of the caller's own tenant, and only when the caller may
+    read that tenant's decisions."""
+    scoped = caller.tenant.id if caller.tenant is not None else None
+    counts = await tenant_counts(run.run_id, stores, tenant=scoped)
+    own = caller.principal.tenant
+    if examples_from is not None and caller.principal.reads_decisions_of(own):
         mine = counts.setdefault(own, TenantShadow(own))
-        if caller.principal.reads_decisions_of(own):
-            mine.examples = await _examples(run.run_id, caller, caller.store, own, examples)
+        mine.examples = await _examples(run.run_id, caller, examples_from, own, examples)
     return ShadowReport(
         run.describe(),
         active,
