@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         "--shadow-seconds", type=float, default=None, help="shadow: seconds per phase"
     )
     parser.add_argument("--shadow-rps", type=float, default=None, help="shadow: offered load")
+    parser.add_argument(
+        "--shadow-rounds", type=int, default=3, help="shadow: rounds the phases take in turn"
+    )
     args = parser.parse_args(argv)
     which = set(args.which)
     everything = "all" in which
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds=args.shadow_seconds or (60 if args.long else 20),
             rps=args.shadow_rps or 50,
             connections=1 if embedded and args.shadow_rps is None else None,
+            rounds=args.shadow_rounds,
         )
     if "outage" in which:
         from eval.bench import broker_outage

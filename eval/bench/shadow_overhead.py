@@ -20,6 +20,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +75,76 @@ def _settle(client: httpx.Client, timeout_s: float = 120) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def _phase(
-    url: str, rps: float, seconds: float, connections: int | None
-) -> tuple[openloop.Run, float]:
-    before = _calls(url)
-    if connections is not None:
-        return openloop.closed_loop(url, connections=connections, seconds=seconds), before
-    client = openloop.OpenLoop(url, timeout_s=30, keep_bodies=False)
-    result = asyncio.run(client.run(lambda _t: rps, seconds))
-    return result, before
+def _load(url: str, rps: float, seconds: float, connections: int | None) -> openloop.Run:
+    if connections is None:
+        client = openloop.OpenLoop(url, timeout_s=60, keep_bodies=False)
+        return asyncio.run(client.run(lambda _t: rps, seconds))
+
+    async def closed() -> openloop.Run:  # openloop.closed_loop, with a deadline a slow model fits
+        client = openloop.OpenLoop(
+            url, timeout_s=60, max_connections=connections, keep_bodies=False
+        )
+        result = openloop.Run(started=time.perf_counter())
+        end = result.started + seconds
+
+        async def caller(k: int) -> None:
+            i = k
+            while time.perf_counter() < end:
+                await client._one(result, i)
+                i += connections
+
+        await asyncio.gather(*(caller(k) for k in range(connections)))
+        result.elapsed_s = time.perf_counter() - result.started
+        await client.aclose()
+        return result
+
+    return asyncio.run(closed())
+
+
+@dataclass
+class _Phase:
+    name: str
+    candidate: Path | None
+    latencies: list[float] = field(default_factory=list)
+    requests: int = 0
+    calls: float = 0
+    offered: int = 0
+    decided: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    leave: int = 0
+    enter: int = 0
+    compared: int = 0
+    agreed: int = 0
+
+    def add_report(self, report: dict[str, Any]) -> None:
+        run_ = report["run"]
+        self.offered += run_["offered"]
+        self.decided.update(run_["decided"])
+        self.skipped.update(run_["skipped"])
+        for t in report["tenants"]:
+            self.leave += t["leave_safety"]
+            self.enter += t["enter_safety"]
+            self.compared += t["total"]
+            self.agreed += t["agreed"]
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "phase": self.name,
+            "requests": self.requests,
+            "ok": len(self.latencies),
+            "latency_ms": summary(self.latencies, 1000),
+            "model_calls": int(self.calls),
+        }
+        if self.candidate is not None:
+            out["shadow"] = {
+                "offered": self.offered,
+                "decided": dict(self.decided),
+                "skipped": dict(self.skipped),
+                "leave_safety": self.leave,
+                "enter_safety": self.enter,
+                "agreement": round(self.agreed / self.compared, 4) if self.compared else None,
+            }
+        return out
 
 
 def run(
@@ -90,11 +153,15 @@ def run(
     seconds: float = 20,
     rps: float = 50,
     connections: int | None = None,
+    rounds: int = 2,
     latency_ms: float = 20,
 ) -> dict[str, Any]:
-    """Open-loop load at ``rps``, or ``connections`` callers each waiting for its answer
-    (closed loop: the embedded model, one call at a time, is kept busy without a queue that
-    would turn every request into a deadline timeout)."""
+    """``seconds`` per phase, split into ``rounds`` that take the phases in turn (off, identical,
+    different, off, ...), so a neighbour's load on a shared machine falls on all of them alike.
+
+    Open-loop load at ``rps``, or ``connections`` callers each waiting for its answer (closed
+    loop: the embedded model, one call at a time, is kept busy without a queue that would turn
+    every request into a deadline timeout)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         loadgen.policy_workdir(work)
@@ -110,49 +177,34 @@ def run(
         env["SWITCHBOARD_BACKEND"] = backend
         env["SWITCHBOARD_BREAKER_FAILURES"] = "1000000"
         argv = [sys.executable, "-m", "engine", "serve", "--backend", backend]
-        phases: list[dict[str, Any]] = []
+        phases = [
+            _Phase("off", None),
+            _Phase("shadow, identical prompt", same),
+            _Phase("shadow, prompt differs (sampled)", other),
+        ]
         with (
             loadgen.run_server(
                 f"shadow-{backend}", argv, env, "/readyz", work, ready_timeout_s=300
             ) as server,
             httpx.Client(base_url=server.url, timeout=60) as client,
         ):
-            for name, candidate in (
-                ("off", None),
-                ("shadow, identical prompt", same),
-                ("shadow, prompt differs (sampled)", other),
-            ):
-                if candidate is not None:
-                    r = client.post(
-                        "/admin/shadow", json={"directory": str(candidate)}, headers=ADMIN
-                    )
-                    if r.status_code != 201:
-                        raise SystemExit(f"shadow refused: {r.status_code} {r.text}")
-                result, before = _phase(server.url, rps, seconds, connections)
-                report = _settle(client) if candidate is not None else None
-                calls = _calls(server.url) - before
-                ok = [x.latency_s for x in result.results if x.status == 200]
-                phase: dict[str, Any] = {
-                    "phase": name,
-                    "requests": len(result.results),
-                    "ok": len(ok),
-                    "latency_ms": summary(ok, 1000),
-                    "model_calls": int(calls),
-                }
-                if report is not None:
-                    run_ = report["run"]
-                    tenants = report["tenants"]
-                    phase["shadow"] = {
-                        "offered": run_["offered"],
-                        "decided": run_["decided"],
-                        "skipped": run_["skipped"],
-                        "leave_safety": sum(t["leave_safety"] for t in tenants),
-                        "enter_safety": sum(t["enter_safety"] for t in tenants),
-                        "agreement": [t["agreement"] for t in tenants],
-                    }
-                    client.delete("/admin/shadow", headers=ADMIN).raise_for_status()
-                phases.append(phase)
-    same_phase = phases[1]
+            for _ in range(rounds):
+                for phase in phases:
+                    if phase.candidate is not None:
+                        body = {"directory": str(phase.candidate)}
+                        r = client.post("/admin/shadow", json=body, headers=ADMIN)
+                        if r.status_code != 201:
+                            raise SystemExit(f"shadow refused: {r.status_code} {r.text}")
+                    before = _calls(server.url)
+                    result = _load(server.url, rps, seconds / rounds, connections)
+                    if phase.candidate is not None:
+                        phase.add_report(_settle(client))
+                        client.delete("/admin/shadow", headers=ADMIN).raise_for_status()
+                    phase.calls += _calls(server.url) - before
+                    phase.requests += len(result.results)
+                    phase.latencies += [x.latency_s for x in result.results if x.status == 200]
+    phases_json = [p.as_json() for p in phases]
+    same_phase = phases_json[1]
     # Each live request makes at most one call: more calls than requests, or any call of the
     # shadow's own, is a call the shadow added.
     extra_same = same_phase["shadow"]["decided"].get("model", 0) + max(
@@ -164,14 +216,15 @@ def run(
         "seconds": seconds,
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
-        "phases": phases,
+        "rounds": rounds,
+        "phases": phases_json,
         "extra_calls_identical_prompt": extra_same,
     }
     rows: list[list[Any]] = [
         ["phase", "requests ok", "p50 ms", "p99 ms", "model calls", "shadow shared / own call",
          "skipped", "leave safety"]
     ]  # fmt: skip
-    for p in phases:
+    for p in phases_json:
         shadow = p.get("shadow", {})
         decided = shadow.get("decided", {})
         rows.append(
