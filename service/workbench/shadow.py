@@ -117,9 +117,7 @@ async def start(
 
 
 @router.post("/shadow/stop", dependencies=[Depends(csrf_check)])
-async def stop(
-    request: Request, caller: Admin, confirmed: Annotated[str, Form()] = ""
-) -> Response:
+async def stop(request: Request, caller: Admin, confirmed: Annotated[str, Form()] = "") -> Response:
     if confirmed != "yes":
         return await _page(request, caller, confirm={"action": "stop"})
     try:
