@@ -96,6 +96,7 @@ class ModelGuard:
         self.backend = backend
         self.breaker = breaker
         self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
         self.capacity = concurrency + queue
         self.admitted = 0  # inside: waiting or calling
         self.calling = 0
@@ -116,6 +117,10 @@ class ModelGuard:
     @property
     def waiting(self) -> int:
         return self.admitted - self.calling
+
+    def slot_free(self) -> bool:
+        """A model slot is free and nobody waits: a call now holds up no one already here."""
+        return self.admitted < self.concurrency
 
     async def score(
         self, prompt: RenderedPrompt, choices: Sequence[LabelChoice], *, deadline_s: float

@@ -5,8 +5,8 @@ put; a full queue drops and counts). One background task takes what is queued an
 
 - prepares it for the candidate (the live redaction is reused when both revisions redact alike);
 - renders the candidate's prompt; identical to the live one, the live verdict is reused: no call;
-- otherwise decides only a sampled share (``SWITCHBOARD_SHADOW_SAMPLE_RATE``), and only while no
-  live request holds or waits for the model;
+- otherwise decides only a sampled share (``SWITCHBOARD_SHADOW_SAMPLE_RATE``), and only while a
+  model slot is free (no live request waits for one);
 - concludes, compares, counts, and stores the row in ``shadow_decisions`` of the tenant's store.
 
 A shadow decision never reaches ``decisions``, the outbox or the review queue: it cannot act.
@@ -165,6 +165,9 @@ class Shadow:
     async def _decide_batch(self, run: ShadowRun, batch: list[_Offered]) -> None:
         by_store: dict[int, tuple[AuditStore, list[ShadowRow]]] = {}
         for item in batch:
+            # One message at a time between live requests: a batch decided in one go would hold
+            # the event loop for tens of milliseconds.
+            await asyncio.sleep(0)
             try:
                 row = await self._decide(run, item)
             except Exception:  # a candidate failing on one message must not stop the shadow
@@ -218,8 +221,8 @@ class Shadow:
                 elif not sampled(prepared.decision_id, run.sample_rate):
                     self._skip(run, "not_sampled")
                     return None
-                elif self._guard.admitted > 0:
-                    # A live request holds or waits for the model: it goes first, always.
+                elif not self._guard.slot_free():
+                    # Live requests hold every model slot or wait for one: they go first.
                     self._skip(run, "model_busy")
                     return None
                 else:
