@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import (
@@ -85,9 +86,17 @@ def _validation_detail(exc: RequestValidationError) -> list[str]:
     return out
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+# The workbench's answer to a ``ProblemError`` raised by one of its pages (an HTML page, or the
+# login for a browser without a session); None leaves the problem+json answer.
+PageProblem = Callable[[Request, ProblemError], "Response | None"]
+
+
+def install_problem_handlers(app: FastAPI, *, pages: PageProblem | None = None) -> None:
     @app.exception_handler(ProblemError)
-    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
+    async def _problem(request: Request, exc: ProblemError) -> Response:
+        page = pages(request, exc) if pages is not None else None
+        if page is not None:  # a browser on a workbench page: a page, or the login
+            return page
         return problem_response(
             exc.status, exc.title, exc.detail, problems=exc.problems, headers=exc.headers
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine import AuditStoreError
+from service.audit.claims import Claim
 from service.audit.sqlite import SQLiteAuditStore
 from service.audit.store import (
     AccessRecord,
@@ -33,6 +34,7 @@ __all__ = [
     "AccessRecord",
     "AuditStore",
     "Backlog",
+    "Claim",
     "LabelledReview",
     "PendingReview",
     "RecordedDecision",

@@ -34,6 +34,8 @@ ALLOWED: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/decisions/{decision_id}"): {Role.CLIENT, Role.REVIEWER, Role.AUDITOR},
     ("GET", "/reviews"): {Role.REVIEWER, Role.AUDITOR},
     ("POST", "/reviews/{decision_id}"): {Role.REVIEWER},
+    ("POST", "/reviews/{decision_id}/claim"): {Role.REVIEWER},  # issue 14: claims
+    ("DELETE", "/reviews/{decision_id}/claim"): {Role.REVIEWER},
     ("GET", "/reviews/export"): {Role.AUDITOR},
     ("GET", "/admin/policies"): {Role.ADMIN},
     ("POST", "/admin/reload"): {Role.ADMIN},
@@ -48,6 +50,7 @@ ALLOWED: dict[tuple[str, str], set[Role] | str] = {
 }
 SUCCESS = {
     ("POST", "/reviews/{decision_id}"): {201},
+    ("DELETE", "/reviews/{decision_id}/claim"): {204},
     ("POST", "/admin/rollback"): {200, 409},  # 409 when the other cell already rolled back
     # Whether a shadow runs depends on which cells ran before: started, stopped or never.
     ("POST", "/admin/shadow"): {201, 409},
@@ -137,7 +140,7 @@ def test_the_matrix_covers_every_route() -> None:
         if declared_permission(r) is Permission.PUBLIC
     }
     assert declared_public == public
-    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 18 * 4 * 4
+    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 20 * 4 * 4
 
 
 @pytest.mark.parametrize(("route", "role", "case"), _cells())
