@@ -24,7 +24,9 @@ def _login(client: httpx.Client, role: str) -> None:
 
 
 def _form(client: httpx.Client, path: str, **data: str) -> httpx.Response:
-    return client.post(path, data={"csrf": client.cookies["sb_csrf"], **data}, headers=HTML)
+    return client.post(
+        path, data={"csrf": client.cookies["sb_csrf"], **data}, headers=HTML, follow_redirects=True
+    )
 
 
 def _candidate(policy_copy: Path, change: Any) -> Path:
