@@ -90,16 +90,20 @@ def test_a_shadow_run_of_a_candidate_that_removes_safety_keywords(
 
     live = [_classify(workbench, m) for m in [*LEAVING, STAYING]]
     assert [d["category"] for d in live] == ["safety_compliance"] * 3
+    # Without an answer from the model (its deadline passes on a busy machine) the candidate
+    # falls back like the live revision, and only the live one has the keyword: it leaves too.
+    stays = live[-1]["llm"]["status"] == "ok"
+    leaving = len(LEAVING) + (0 if stays else 1)
     report = _settled(workbench)
     (acme,) = [t for t in report["tenants"] if t["tenant"] == "acme"]
-    assert acme["leave_safety"] == len(LEAVING)
+    assert acme["leave_safety"] == leaving
     assert acme["examples"] is None  # the admin's API report: counts, never text
     assert report["run"]["decided"].get("model", 0) == 0  # every verdict was the live one
 
     admin.reload()
     table = admin.get_by_role("table", name="Agreement per tenant")
     row = table.get_by_role("row").filter(has=admin.get_by_role("rowheader", name="acme"))
-    assert row.get_by_role("cell").nth(2).inner_text() == str(len(LEAVING))
+    assert row.get_by_role("cell").nth(2).inner_text() == str(leaving)
     assert admin.get_by_text(LEAVING[0]).count() == 0  # no message text for an admin
     shot(admin, "shadow-admin")
     axe(admin)
@@ -109,7 +113,7 @@ def test_a_shadow_run_of_a_candidate_that_removes_safety_keywords(
     examples = auditor.get_by_role("table", name="Would leave safety: newest examples, tenant acme")
     for message in LEAVING:
         assert examples.get_by_text(message).count() == 1
-    assert examples.get_by_text(STAYING).count() == 0
+    assert examples.get_by_text(STAYING).count() == (0 if stays else 1)
     shot(auditor, "shadow-tenant")
     axe(auditor)
 
