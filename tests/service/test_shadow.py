@@ -96,6 +96,10 @@ def test_an_identical_prompt_costs_no_model_call_and_leaving_safety_is_reported(
         "safety_compliance",
         "service_action",
     )
+    metrics = served.client.get("/metrics").text
+    leaving = 'agreement="disagree",safety="leave",tenant="dev",verdict="shared"} 1.0'
+    assert f"switchboard_shadow_decisions_total{{{leaving}" in metrics
+    assert f"switchboard_model_requests {float(len(served.backend.calls))}" in metrics
     accesses = rows(served, "SELECT action, decision_ids FROM accesses")
     assert ("shadow_report", f'["{fainted["decision_id"]}"]') in accesses
 
