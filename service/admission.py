@@ -96,9 +96,11 @@ class ModelGuard:
         self.backend = backend
         self.breaker = breaker
         self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
         self.capacity = concurrency + queue
         self.admitted = 0  # inside: waiting or calling
         self.calling = 0
+        self.calls = 0  # calls handed to the backend (live, shadow and warm-up alike)
 
     @property
     def name(self) -> str:
@@ -115,6 +117,10 @@ class ModelGuard:
     @property
     def waiting(self) -> int:
         return self.admitted - self.calling
+
+    def slot_free(self) -> bool:
+        """A model slot is free and nobody waits: a call now holds up no one already here."""
+        return self.admitted < self.concurrency
 
     async def score(
         self, prompt: RenderedPrompt, choices: Sequence[LabelChoice], *, deadline_s: float
@@ -135,6 +141,7 @@ class ModelGuard:
                         latency_ms=(time.perf_counter() - started) * 1000,
                     )
             self.calling += 1
+            self.calls += 1
             try:
                 remaining = max(deadline_s - (time.perf_counter() - started), 0.001)
                 verdict = await self.backend.score(prompt, choices, deadline_s=remaining)

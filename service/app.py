@@ -32,9 +32,10 @@ from service.loop_lag import LoopLagMonitor
 from service.metrics import Metrics
 from service.middleware import BodyGuard
 from service.problems import install_problem_handlers
-from service.routes import admin, classify, delivery, health, records
+from service.routes import admin, classify, delivery, health, records, shadow
 from service.runtime import EngineHolder
 from service.settings import Settings
+from service.shadow import Shadow
 from service.state import AppState
 from service.workbench import install as install_workbench
 from service.workbench.render import page_problem
@@ -140,6 +141,7 @@ def create_app(
             saturated=(lambda: lag.lag_ms > limit_ms) if limit_ms > 0 else (lambda: False),
             shed=metrics.shed,
         )
+        metrics.model_requests.set_function(lambda: guard.calls)
         access = await asyncio.to_thread(_access_control, settings, store)
         audit = access.residency.stores.get(settings.region) or next(
             iter(access.residency.stores.values())
@@ -166,6 +168,7 @@ def create_app(
             audit,
             metrics,
             access,
+            Shadow(guard, metrics, queue_size=settings.shadow_queue),
             dispatcher=dispatcher,
             dispatchers=dispatchers,
         )
@@ -191,6 +194,7 @@ def create_app(
         try:
             yield
         finally:
+            await state.shadow.stop()
             await lag.stop()
             for each in dispatchers.values():
                 await each.stop()
@@ -213,7 +217,15 @@ def create_app(
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverloadShedding)  # outermost: a refusal must not read or parse anything
     install_problem_handlers(app, pages=page_problem)
-    for router in (classify.router, admin.router, records.router, health.router, delivery.router):
+    for router in (
+        classify.router,
+        admin.router,
+        shadow.router,
+        shadow.admin_router,
+        records.router,
+        health.router,
+        delivery.router,
+    ):
         app.include_router(router)
     install_workbench(app)  # the pages at /, /static and /docs
     return app

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from engine.categories import VerdictStatus
 from engine.decide.record import DecisionRecord
 
 _STAGES = ("redaction", "llm", "engine", "store", "total")
@@ -74,6 +76,42 @@ class Metrics:
             registry=r,
         )
 
+        self.model_seconds = Histogram(
+            "switchboard_model_seconds",
+            "Model latency (the wait for a model slot included) of decisions that called it",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        # The newest model latencies (ms), for the workbench's live page: "now", not since start.
+        self.recent_model_ms: deque[float] = deque(maxlen=256)
+        self.model_requests = Gauge(
+            "switchboard_model_requests",
+            "Calls handed to the model backend since start (live decisions, shadow runs and "
+            "warm-ups; a decision that skipped the model is not one)",
+            registry=r,
+        )
+        self.shadow_decisions = Counter(
+            "switchboard_shadow_decisions",
+            "Live decisions a shadow candidate also decided: whether it agreed (category and "
+            "review), whether it would move the decision out of safety (leave) or into it "
+            "(enter), and whether it reused the live verdict (shared) or called the model",
+            ["tenant", "agreement", "safety", "verdict"],
+            registry=r,
+        )
+        self.shadow_skipped = Counter(
+            "switchboard_shadow_skipped",
+            "Live decisions a running shadow did not decide, by reason (not_sampled, "
+            "model_busy, queue_full, no_candidate, stopped, failed)",
+            ["reason"],
+            registry=r,
+        )
+        self.shadow_queue = Gauge(
+            "switchboard_shadow_queue", "Live decisions waiting for the shadow worker", registry=r
+        )
+        self.shadow_active = Gauge(
+            "switchboard_shadow_active", "1 while a shadow candidate runs", registry=r
+        )
+
         # Labelled children, looked up once: ``labels()`` validates, converts and locks on each
         # call. Nothing here removes a child, so a cached one is the one the registry exports.
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -107,6 +145,9 @@ class Metrics:
         stages["store"].observe(store_seconds)
         stages["total"].observe(t.total_ms / 1000 + store_seconds)
         self._child(self.model_calls, record.llm.status.value).inc()
+        if record.llm.status is not VerdictStatus.SKIPPED:
+            self.model_seconds.observe(t.llm_ms / 1000)
+            self.recent_model_ms.append(t.llm_ms)
         for step in record.decision_path:
             if step.stage == "fallback":
                 self._child(self.fallbacks, step.code).inc()

@@ -1,4 +1,5 @@
-"""Reload and rollback, as both the operations API and the workbench's policy page run them.
+"""Reload and rollback, as the operations API, the workbench's policy page and a shadow
+promotion all run them.
 
 One place, so a button in the browser does exactly what ``POST /admin/reload`` does: tenants
 checked first, the policies built and swapped, tenants re-read against them, the metric counted
@@ -7,13 +8,17 @@ and every failure recorded with who asked.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from engine.errors import PolicyError
+from service.runtime import EngineSet
 from service.state import AppState
 
 
-async def reload_policies(state: AppState, *, by: str) -> None:
-    """Activate the policy directory as it is now; a ``PolicyError`` leaves the old revision
-    serving (except a tenants file that names a removed policy: see docs/security.md)."""
+async def reload_policies(state: AppState, *, by: str, directory: Path | None = None) -> EngineSet:
+    """Activate the policy directory as it is now (or ``directory``: a promoted shadow
+    candidate); a ``PolicyError`` leaves the old revision serving (except a tenants file that
+    names a removed policy: see docs/security.md)."""
     holder = state.holder
     try:
         try:
@@ -21,10 +26,9 @@ async def reload_policies(state: AppState, *, by: str) -> None:
         except PolicyError as exc:
             holder.note_failure(exc, by=by)
             raise
-        await holder.reload(by=by)  # records its own failure
-        active = holder.active
+        fresh = await holder.reload(directory, by=by)  # records its own failure
         try:
-            state.access.reload_tenants(list(active.engines) if active else [])
+            state.access.reload_tenants(list(fresh.engines))
         except PolicyError as exc:
             holder.note_failure(exc, by=by)
             raise
@@ -32,6 +36,7 @@ async def reload_policies(state: AppState, *, by: str) -> None:
         state.metrics.reloads.labels("failed").inc()
         raise
     state.metrics.reloads.labels("ok").inc()
+    return fresh
 
 
 async def rollback_policies(state: AppState, *, by: str) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from engine.backends.base import LLMBackend
@@ -21,7 +22,7 @@ from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
 from engine.errors import PolicyError, PolicyNotFoundError, PolicyProblem
 from engine.pii.base import Redactor
-from engine.policy.loader import LoadedPolicy, load_catalog
+from engine.policy.loader import LoadedPolicy, default_prompts_dir, load_catalog, policy_dirs
 from engine.policy.model import Redaction
 from service.access.tenants import Tenant
 from service.activations import STARTUP, Action, ActivationLog
@@ -98,6 +99,7 @@ class EngineHolder:
         self.active: EngineSet | None = None
         self.previous: EngineSet | None = None
         self.status = ReloadStatus()
+        self.source = settings.policies  # the policy directory served (a promotion changes it)
 
     def _redactor(self, redaction: Redaction) -> Redactor:
         """One redactor per distinct redaction section, shared by revisions that agree."""
@@ -119,14 +121,16 @@ class EngineHolder:
             pricing=self._settings.pricing(),
         )
 
-    def build(self) -> EngineSet:
+    def build(self, directory: Path | None = None) -> EngineSet:
         """Load, validate and build every engine; raise one ``PolicyError`` with all problems.
 
-        ``Engine.build`` is the same build ``switchboard check`` runs, so what passes check
-        reloads.
+        ``directory`` is a policy directory other than the one served (a shadow candidate);
+        default: the one served. ``Engine.build`` is the same build ``switchboard check`` runs,
+        so what passes check reloads.
         """
         s = self._settings
-        catalog = load_catalog(s.policies, s.prompts_dir())
+        policies = directory or self.source
+        catalog = load_catalog(policies, prompts_for(s, policies))
         pricing = s.pricing()
         engines: dict[str, Engine] = {}
         problems: list[PolicyProblem] = []
@@ -145,26 +149,32 @@ class EngineHolder:
         if default not in catalog:
             problems.append(
                 PolicyProblem(
-                    str(s.policies),
+                    str(policies),
                     "",
                     f"SWITCHBOARD_DEFAULT_POLICY names {default!r}; loaded: {', '.join(catalog)}",
                 )
             )
         if problems:
-            raise PolicyError(str(s.policies), problems)
+            raise PolicyError(str(policies), problems)
         return EngineSet(engines, default, datetime.now(timezone.utc).isoformat())
 
-    async def reload(self, *, by: str = STARTUP) -> EngineSet:
+    async def reload(self, directory: Path | None = None, *, by: str = STARTUP) -> EngineSet:
         """Build a new set and swap it in; on any failure the old set keeps serving.
 
-        ``by`` is who asked (the caller's subject). A failure of any kind is a ``PolicyError``
-        (the route answers 422) and is kept in ``status.last_error`` for ``/admin/policies``.
+        ``directory`` reloads from another policy directory (promoting a shadow candidate); it
+        is then the one later reloads read. ``by`` is who asked (the caller's subject). A
+        failure of any kind is a ``PolicyError`` (the route answers 422) and is kept in
+        ``status.last_error`` for ``/admin/policies``.
         """
         async with self._lock:
             try:
-                fresh = await asyncio.to_thread(self.build)
+                fresh = await asyncio.to_thread(self.build, directory)
             except Exception as exc:
-                error = exc if isinstance(exc, PolicyError) else _unexpected(self._settings, exc)
+                error = (
+                    exc
+                    if isinstance(exc, PolicyError)
+                    else _unexpected(directory or self.source, exc)
+                )
                 self.note_failure(error, by=by)
                 if error is exc:
                     raise
@@ -187,6 +197,8 @@ class EngineHolder:
             if self.active is None or _revisions(fresh) != _revisions(self.active):
                 self.previous = self.active
             self.active = fresh
+            if directory is not None:
+                self.source = directory
             self.status.reloads += 1
             self.status.last_error = None
             self.status.history.append(",".join(sorted(_revisions(fresh))))
@@ -239,14 +251,25 @@ class EngineHolder:
         return out
 
 
-def _unexpected(settings: Settings, exc: Exception) -> PolicyError:
+def prompts_for(settings: Settings, policies: Path) -> Path:
+    """The templates for a policy directory: the served one's as configured; another one's
+    (a shadow candidate: a catalog, or one policy) ``SWITCHBOARD_PROMPTS`` or ``prompts/``
+    beside its catalog."""
+    if policies == settings.policies:
+        return settings.prompts_dir()
+    single = policies.is_dir() and policy_dirs(policies) == [policies]
+    catalog = policies.parent if single else policies
+    return settings.prompts or default_prompts_dir(catalog, {})
+
+
+def _unexpected(policies: Path, exc: Exception) -> PolicyError:
     problem = PolicyProblem(
-        str(settings.policies),
+        str(policies),
         "",
         f"building the engines failed: {type(exc).__name__}: {exc}; the previous revision "
         "keeps serving (run `switchboard check` on the policy directory)",
     )
-    return PolicyError(str(settings.policies), [problem])
+    return PolicyError(str(policies), [problem])
 
 
 def _revisions(engine_set: EngineSet) -> set[str]:

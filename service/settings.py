@@ -140,6 +140,21 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="Outbox poll interval when nothing was committed."
     )
 
+    shadow_sample_rate: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Share of live decisions a shadow candidate decides with a model call of "
+        "its own when its prompt renders differently (an identical prompt always reuses the "
+        "live verdict: no call).",
+    )
+    shadow_queue: int = Field(
+        default=1000,
+        ge=1,
+        description="Live decisions waiting for the shadow worker; beyond it they are dropped "
+        "(switchboard_shadow_skipped{reason=queue_full}), never waited for.",
+    )
+
     def tenants_dir(self) -> Path:
         return self.tenants or self.policies.parent / "tenants"
 

@@ -15,6 +15,7 @@ from service.metrics import Metrics
 from service.playground import Playground
 from service.runtime import EngineHolder
 from service.settings import Settings
+from service.shadow import Shadow
 
 
 @dataclass
@@ -26,6 +27,7 @@ class AppState:
     store: AuditStore  # the home region's (``SWITCHBOARD_REGION``); routes use the caller's
     metrics: Metrics
     access: AccessControl
+    shadow: Shadow  # a candidate revision deciding beside the active one, when one runs
     model_healthy: bool = False  # the last probe; a signal for alerts, not for readiness
     dispatcher: Dispatcher | None = None  # the home region's: /admin/outbox
     # One per regional store this replica serves (the home one included): every region that

@@ -124,6 +124,16 @@ class Prepared:
     started: float
 
 
+@dataclass(frozen=True)
+class Traced:
+    """A decision with what it was made from (``Engine.decide_traced``)."""
+
+    record: DecisionRecord
+    prepared: Prepared
+    prompt: RenderedPrompt | None
+    verdict: LabelVerdict
+
+
 class Engine:
     """Decides for one policy revision. Immutable after construction; safe to share."""
 
@@ -302,6 +312,20 @@ class Engine:
         circuit): the decision is then rules-only and says why. ``deadline_s`` overrides the
         policy's model deadline (offline runs).
         """
+        traced = await self.decide_traced(request, skip_model=skip_model, deadline_s=deadline_s)
+        return traced.record
+
+    async def decide_traced(
+        self,
+        request: DecisionRequest,
+        *,
+        skip_model: str | None = None,
+        deadline_s: float | None = None,
+    ) -> Traced:
+        """``decide``, also returning what went into the record: the prepared message, the
+        prompt sent (None when none was) and the verdict. A shadow run decides the same message
+        under a candidate revision with this verdict when its prompt is the same."""
+        prompt: RenderedPrompt | None = None
         if self.redactor is not None and len(request.message) > OFFLOAD_CHARS:
             prepared = await self._prepare_off_loop(request)
         else:
@@ -320,7 +344,31 @@ class Engine:
                 verdict = await self.backend.score(
                     prompt, self.prompts.choices, deadline_s=deadline_s or self.deadline_s
                 )
-        return self.conclude(prepared, verdict)
+        return Traced(self.conclude(prepared, verdict), prepared, prompt, verdict)
+
+    def prepare_as(self, other: Engine, prepared: Prepared) -> Prepared | None:
+        """This engine's ``Prepared`` for a message ``other`` prepared, reusing its redaction
+        (None when this engine would redact or normalise differently: then ``prepare`` it).
+
+        Same decision id and receipt time, this engine's keyword groups (matched again: cheap)."""
+        request = prepared.request
+        if self.redactor is not other.redactor or (
+            self._adjustments[request.channel] != other._adjustments[request.channel]
+        ):
+            return None
+        started, _, text = self._intake(request)
+        return replace(
+            self._prepared(
+                request,
+                started,
+                prepared.received_at,
+                text,
+                prepared.redacted,
+                prepared.redaction,
+                0.0,
+            ),
+            decision_id=prepared.decision_id,
+        )
 
     def prompt_for(self, request: DecisionRequest) -> RenderedPrompt | None:
         """What the model would be sent for ``request``; None when nothing would be sent."""

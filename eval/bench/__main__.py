@@ -1,9 +1,12 @@
 """``python -m eval.bench [WHICH ...] [--long]``: the benchmarks, short by default.
 
-WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, fairness, or all
+WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, fairness, shadow,
+or all
 (default); ``outage`` (needs RabbitMQ; not part of all) cuts the broker while traffic flows and
 writes ``docs/delivery/outage.{csv,json,png}``.
 ``openai`` (not in all: it starts a llama.cpp server, or uses ``--openai-base-url``).
+``shadow``: live latency and model calls with a shadow candidate and without (fake backend by
+default; ``--shadow-backend embedded`` runs the packaged model, a few requests per second).
 
 Spike options: ``--max-loop-lag-ms N`` and ``--busy-cores K`` (see ``eval/bench/spike.py``).
 """
@@ -34,6 +37,19 @@ def main(argv: list[str] | None = None) -> int:
         "--openai-base-url", help="openai: an OpenAI-compatible server (default: start one)"
     )
     parser.add_argument("--openai-model", default=None, help="openai: the served model name")
+    parser.add_argument(
+        "--shadow-backend",
+        choices=("fake", "embedded"),
+        default="fake",
+        help="shadow: the backend the server runs",
+    )
+    parser.add_argument(
+        "--shadow-seconds", type=float, default=None, help="shadow: seconds per phase"
+    )
+    parser.add_argument("--shadow-rps", type=float, default=None, help="shadow: offered load")
+    parser.add_argument(
+        "--shadow-rounds", type=int, default=3, help="shadow: rounds the phases take in turn"
+    )
     args = parser.parse_args(argv)
     which = set(args.which)
     everything = "all" in which
@@ -89,6 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import fairness
 
         fairness.run(seconds=30 if args.long else 10)
+    if everything or "shadow" in which:
+        from eval.bench import shadow_overhead
+
+        embedded = args.shadow_backend == "embedded"
+        shadow_overhead.run(
+            backend=args.shadow_backend,
+            seconds=args.shadow_seconds or (60 if args.long else 20),
+            rps=args.shadow_rps or 50,
+            connections=1 if embedded and args.shadow_rps is None else None,
+            rounds=args.shadow_rounds,
+        )
     if "outage" in which:
         from eval.bench import broker_outage
 

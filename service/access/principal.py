@@ -71,6 +71,11 @@ class Principal:
         """The roles as one string, for logs and the access audit."""
         return ",".join(sorted(r.value for r in self.roles))
 
+    def reads_decisions_of(self, tenant: str) -> bool:
+        """Whether this caller may read ``tenant``'s decision texts (a shadow report's
+        examples): its own tenant, with the permission to read decisions. An admin may not."""
+        return self.may(Permission.READ_DECISIONS) and self.tenant == tenant
+
     def sees_queue(self, queue: str | None) -> bool:
         """Whether a record in ``queue`` is visible: reviewers see their queues only."""
         if self.roles & {Role.CLIENT, Role.AUDITOR} or self.queues is None:

@@ -21,22 +21,26 @@ from service.audit.sqlite import SQLiteAuditStore
 from service.audit.store import (
     AccessRecord,
     AuditStore,
+    Backlog,
     LabelledReview,
     PendingReview,
     RecordedDecision,
     ReviewOutcome,
+    Tally,
     now_iso,
 )
 
 __all__ = [
     "AccessRecord",
     "AuditStore",
+    "Backlog",
     "Claim",
     "LabelledReview",
     "PendingReview",
     "RecordedDecision",
     "ReviewOutcome",
     "SQLiteAuditStore",
+    "Tally",
     "now_iso",
     "open_store",
     "sqlite_path",

@@ -16,16 +16,26 @@ from typing import Any
 
 from engine import AuditStoreError, DecisionRecord
 from engine.decide.record import HandOff, encode_record
-from service.audit import claims, outbox
+from service.audit import claims, outbox, shadow
 from service.audit.claims import Claim
 from service.audit.group_commit import GroupCommitWriter, Statement
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
+from service.audit.shadow import (
+    ExampleKind,
+    SafetyMove,
+    ShadowCount,
+    ShadowExample,
+    ShadowRow,
+    VerdictSource,
+)
 from service.audit.store import (
     AccessRecord,
+    Backlog,
     LabelledReview,
     PendingReview,
     RecordedDecision,
     ReviewOutcome,
+    Tally,
 )
 
 _INSERT_DECISION = (
@@ -67,6 +77,16 @@ _RECENT = (
     "ORDER BY d.created_at DESC LIMIT {p}"
 )
 _COUNT = "SELECT COUNT(*) FROM decisions d WHERE TRUE{t}"
+_TALLY = (
+    "SELECT d.category, d.degraded, COUNT(*) FROM decisions d WHERE d.created_at >= {p}{t} "
+    "GROUP BY d.category, d.degraded"
+)
+_BACKLOG = (
+    "SELECT d.review_queue, COUNT(*), MIN(d.created_at) FROM decisions d "
+    "WHERE d.requires_human_review = TRUE AND NOT EXISTS "
+    "(SELECT 1 FROM reviews r WHERE r.decision_id = d.decision_id){t}{q} "
+    "GROUP BY d.review_queue ORDER BY d.review_queue"
+)
 
 
 def decision_row(
@@ -308,6 +328,67 @@ class SqlAuditStore(abc.ABC):
             self._read, _RECENT.format(p=self._placeholder, t=where), args
         )
         return [RecordedDecision(_record(value), reviewed) for value, reviewed in reversed(rows)]
+
+    # -- the live numbers page: counts, not records ----------------------------------------------
+
+    async def tally(self, since: str, *, tenant: str | None = None) -> list[Tally]:
+        p = self._placeholder
+        where, args = ("", (since,)) if tenant is None else (_TENANT.format(p=p), (since, tenant))
+        rows = await asyncio.to_thread(self._read, _TALLY.format(p=p, t=where), args)
+        return [Tally(category, bool(degraded), int(n)) for category, degraded, n in rows]
+
+    async def backlog(
+        self, *, tenant: str | None = None, queues: frozenset[str] | None = None
+    ) -> list[Backlog]:
+        p = self._placeholder
+        where, args = ("", []) if tenant is None else (_TENANT.format(p=p), [tenant])
+        only = ""
+        if queues is not None:
+            only = (
+                f" AND d.review_queue IN ({', '.join([p] * len(queues))})"
+                if queues
+                else (" AND FALSE")
+            )
+            args.extend(sorted(queues))
+        statement = _BACKLOG.format(p=p, t=where, q=only)
+        rows = await asyncio.to_thread(self._read, statement, tuple(args))
+        return [Backlog(queue, int(n), oldest) for queue, n, oldest in rows]
+
+    # -- shadow decisions: a table of their own, never read as decisions -----------------------
+
+    async def append_shadow(self, rows: Sequence[ShadowRow]) -> None:
+        if rows:
+            statement = self._sql(shadow.INSERT)
+            await self._writable().submit(*[(statement, row.params()) for row in rows])
+
+    async def shadow_counts(self, run_id: str, *, tenant: str | None = None) -> list[ShadowCount]:
+        p = self._placeholder
+        where, args = (
+            ("", (run_id,)) if tenant is None else (shadow.TENANT.format(p=p), (run_id, tenant))
+        )
+        rows = await asyncio.to_thread(self._read, shadow.COUNTS.format(p=p, t=where), args)
+        return [
+            ShadowCount(t, SafetyMove(move), bool(agree), VerdictSource(source), int(n))
+            for t, move, agree, source, n in rows
+        ]
+
+    async def shadow_examples(
+        self, run_id: str, kind: ExampleKind, limit: int, *, tenant: str
+    ) -> list[ShadowExample]:
+        statement = shadow.EXAMPLES[kind].format(p=self._placeholder)
+        rows = await asyncio.to_thread(self._read, statement, (run_id, tenant, limit))
+        return [
+            ShadowExample(
+                decision_id,
+                created_at,
+                live,
+                candidate,
+                bool(live_review),
+                bool(shadow_review),
+                str(_record(record).get("input_redacted", "")),
+            )
+            for decision_id, created_at, live, candidate, live_review, shadow_review, record in rows
+        ]
 
     async def ping(self) -> None:
         # Through the group writer, like a decision: the writer thread is alive, the database

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import AuditStoreError
-from service.audit import claims, outbox
+from service.audit import claims, outbox, shadow
 from service.audit.group_commit import GroupCommitWriter, Statement, Work
 from service.audit.rows import SqlAuditStore
 
@@ -93,7 +93,9 @@ class SQLiteAuditStore(SqlAuditStore):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
-        self._writer.executescript(SCHEMA + outbox.SQLITE_DDL + claims.SQLITE_DDL)
+        self._writer.executescript(
+            SCHEMA + outbox.SQLITE_DDL + claims.SQLITE_DDL + shadow.SQLITE_DDL
+        )
         _add_tenancy(self._writer)
         self._reader = self._connect()
         self._group = GroupCommitWriter(self._commit, batch=batch)

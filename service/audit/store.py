@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from engine import DecisionRecord, HandOff
 from service.audit.claims import Claim
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
+from service.audit.shadow import ExampleKind, ShadowCount, ShadowExample, ShadowRow
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,24 @@ class PendingReview:
     category: str
     policy_revision: str
     queue: str | None
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many decisions of one category (degraded or not) were made since some time."""
+
+    category: str
+    degraded: bool
+    count: int
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Decisions waiting for review in one queue, and when the oldest was received."""
+
+    queue: str | None
+    count: int
+    oldest: str
 
 
 @dataclass(frozen=True)
@@ -159,6 +178,30 @@ class AuditStore(Protocol):
     async def accesses(self, limit: int) -> list[AccessRecord]: ...
 
     async def count(self, *, tenant: str | None = None) -> int: ...
+
+    async def tally(self, since: str, *, tenant: str | None = None) -> list[Tally]:
+        """Decisions received at or after ``since`` (ISO UTC), by category and degraded."""
+        ...
+
+    async def backlog(
+        self, *, tenant: str | None = None, queues: frozenset[str] | None = None
+    ) -> list[Backlog]:
+        """Decisions awaiting review, per queue (only ``queues``, when given)."""
+        ...
+
+    async def append_shadow(self, rows: Sequence[ShadowRow]) -> None:
+        """Store shadow decisions (``service.audit.shadow``): never decisions, never acted on."""
+        ...
+
+    async def shadow_counts(
+        self, run_id: str, *, tenant: str | None = None
+    ) -> list[ShadowCount]: ...
+
+    async def shadow_examples(
+        self, run_id: str, kind: ExampleKind, limit: int, *, tenant: str
+    ) -> list[ShadowExample]:
+        """A run's newest shadow decisions of one ``kind`` for one tenant (redacted text)."""
+        ...
 
     async def ping(self) -> None:
         """Return once a write transaction committed through the writer; raise

@@ -73,12 +73,13 @@ async def classify(
         )
     state.metrics.in_flight.inc()
     try:
-        record = await engine.decide(
+        traced = await engine.decide_traced(
             DecisionRequest(
                 message=body.message, channel=body.channel, metadata=body.metadata or {}
             ),
             skip_model=admitted.skip_model,
         )
+        record = traced.record
         encoded = encode_record(record)
         # Let every decision made in this turn of the event loop reach the audit writer before it
         # wakes: they then share one commit (group commit) instead of taking one each.
@@ -103,6 +104,8 @@ async def classify(
         dispatcher = state.dispatcher_for(store)  # the caller's region's outbox
         if dispatcher is not None:
             dispatcher.nudge()  # its hand-offs are committed: deliver them now
+        # Recorded: a candidate in shadow may now decide it too, later, off this request's path.
+        state.shadow.offer(engine, traced, tenant=tenant.id, region=tenant.region, store=store)
     finally:
         state.admission.release(admitted)
         state.metrics.in_flight.dec()

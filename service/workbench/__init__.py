@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from service.workbench import docs, home, login, playground, policies, queues
+from service.workbench import docs, home, live, login, playground, policies, queues, shadow
 from service.workbench.render import STATIC, PageTemplates
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -21,6 +21,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     queues.router,
     policies.router,
     playground.router,
+    live.router,
+    shadow.router,
 )
 
 __all__ = ["ROUTERS", "install"]

@@ -39,4 +39,24 @@ NAV: tuple[NavLink, ...] = (
         Permission.TRY_POLICIES,
         "Decide a message under the active policy and a candidate directory, side by side.",
     ),
+    NavLink(
+        "/live",
+        "Live numbers",
+        Permission.LIST_REVIEWS,
+        "What is arriving, what is waiting in your queues, how the model is doing: for a team "
+        "lead.",
+    ),
+    NavLink(
+        "/shadow",
+        "Shadow runs",
+        Permission.OPERATE,
+        "Run a candidate policy beside the active one on live traffic, read what it would change, "
+        "promote it.",
+    ),
+    NavLink(
+        "/shadow/tenant",
+        "Shadow report",
+        Permission.READ_DECISIONS,
+        "What a candidate policy in shadow would decide for your tenant's messages, with examples.",
+    ),
 )

@@ -9,7 +9,7 @@ each with its file and line, until a reload succeeds.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -22,6 +22,7 @@ from service.state import app_state
 from service.workbench.access import csrf_check, page_caller
 from service.workbench.policy_view import view
 from service.workbench.render import render
+from service.workbench.shadow import report_context
 
 router = APIRouter()
 Author = Annotated[Caller, page_caller(Permission.TRY_POLICIES)]
@@ -32,11 +33,6 @@ DONE = {
     "rolled-back": "Rolled back: the previous revision is serving again.",
     "nothing": "Nothing to roll back to: only one revision has been active in this replica.",
 }
-
-
-def shadow_context(_request: Request) -> dict[str, Any]:
-    """The shadow report's context for ``shadow_report.html`` (the shadow-runs work fills it)."""
-    return {}
 
 
 @router.get("/policies", response_class=HTMLResponse)
@@ -54,7 +50,8 @@ async def policies(request: Request, caller: Author, done: str = "") -> HTMLResp
         can_operate=caller.principal.may(Permission.OPERATE),
         can_roll_back=holder.previous is not None,
         done=DONE.get(done),
-        **shadow_context(request),
+        # The shadow report (counts; examples only for who may read that tenant's decisions).
+        **await report_context(request, caller),
     )
 
 

@@ -13,13 +13,16 @@ from engine import AuditStoreError, DecisionRecord, HandOff, PromptRenderError
 from service.app import create_app
 from service.audit import (
     AccessRecord,
+    Backlog,
     Claim,
     LabelledReview,
     PendingReview,
     RecordedDecision,
     ReviewOutcome,
+    Tally,
 )
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
+from service.audit.shadow import ExampleKind, ShadowCount, ShadowExample, ShadowRow
 from service.settings import Settings
 from tests.conftest import REPO
 from tests.service.conftest import serve
@@ -107,6 +110,25 @@ class _BrokenStore:
         raise self.error
 
     async def count(self, *, tenant: str | None = None) -> int:
+        raise self.error
+
+    async def tally(self, since: str, *, tenant: str | None = None) -> list[Tally]:
+        raise self.error
+
+    async def backlog(
+        self, *, tenant: str | None = None, queues: frozenset[str] | None = None
+    ) -> list[Backlog]:
+        raise self.error
+
+    async def append_shadow(self, rows: Sequence[ShadowRow]) -> None:
+        raise self.error
+
+    async def shadow_counts(self, run_id: str, *, tenant: str | None = None) -> list[ShadowCount]:
+        raise self.error
+
+    async def shadow_examples(
+        self, run_id: str, kind: ExampleKind, limit: int, *, tenant: str
+    ) -> list[ShadowExample]:
         raise self.error
 
     async def close(self) -> None:

@@ -42,11 +42,22 @@ ALLOWED: dict[tuple[str, str], set[Role] | str] = {
     ("POST", "/admin/rollback"): {Role.ADMIN},
     ("GET", "/admin/outbox"): {Role.ADMIN},  # issue 13: hand-off delivery operations
     ("POST", "/admin/outbox/replay"): {Role.ADMIN},
+    ("POST", "/admin/shadow"): {Role.ADMIN},  # issue 14: shadow runs
+    ("GET", "/admin/shadow"): {Role.ADMIN},
+    ("DELETE", "/admin/shadow"): {Role.ADMIN},
+    ("POST", "/admin/shadow/promote"): {Role.ADMIN},
+    ("GET", "/shadow/report"): {Role.CLIENT, Role.REVIEWER, Role.AUDITOR},
 }
 SUCCESS = {
     ("POST", "/reviews/{decision_id}"): {201},
     ("DELETE", "/reviews/{decision_id}/claim"): {204},
     ("POST", "/admin/rollback"): {200, 409},  # 409 when the other cell already rolled back
+    # Whether a shadow runs depends on which cells ran before: started, stopped or never.
+    ("POST", "/admin/shadow"): {201, 409},
+    ("GET", "/admin/shadow"): {200, 404},
+    ("DELETE", "/admin/shadow"): {200, 409},
+    ("POST", "/admin/shadow/promote"): {200, 409},
+    ("GET", "/shadow/report"): {200, 404},
 }
 
 
@@ -80,6 +91,8 @@ def _request(world: World, route: Any, case: str) -> tuple[str, str, dict[str, A
         body = {"category": "service_action", "note": "matrix"}
     elif route.path == "/admin/outbox/replay":
         body = {"outbox_ids": []}
+    elif (method, route.path) == ("POST", "/admin/shadow"):
+        body = {"directory": str(world.settings.policies)}
     return method, path, {"json": body} if body is not None else {}
 
 
@@ -127,7 +140,7 @@ def test_the_matrix_covers_every_route() -> None:
         if declared_permission(r) is Permission.PUBLIC
     }
     assert declared_public == public
-    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 15 * 5 * 4
+    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 20 * 5 * 4
 
 
 @pytest.mark.parametrize(("route", "role", "case"), _cells())

@@ -373,5 +373,5 @@ async def test_open_store_builds_postgres_from_a_url() -> None:
                 (schema,),
             ).fetchone()
             pg.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-    # decisions, reviews, accesses, outbox, outbox_delivery, claims: all there
-    assert tables == (6,)
+    # decisions, reviews, accesses, outbox, outbox_delivery, claims, shadow_decisions: all there
+    assert tables == (7,)
