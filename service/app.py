@@ -31,7 +31,7 @@ from service.loop_lag import LoopLagMonitor
 from service.metrics import Metrics
 from service.middleware import BodyGuard
 from service.problems import install_problem_handlers
-from service.routes import admin, classify, delivery, health, records
+from service.routes import admin, classify, delivery, health, records, search
 from service.runtime import EngineHolder
 from service.settings import Settings
 from service.state import AppState
@@ -205,6 +205,13 @@ def create_app(
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverloadShedding)  # outermost: a refusal must not read or parse anything
     install_problem_handlers(app)
-    for router in (classify.router, admin.router, records.router, health.router, delivery.router):
+    for router in (
+        classify.router,
+        admin.router,
+        search.router,
+        records.router,
+        health.router,
+        delivery.router,
+    ):
         app.include_router(router)
     return app

@@ -8,6 +8,7 @@
   ``SQLiteAuditStore`` (one process only).
 
 ``store.py`` is the contract, ``rows.py`` the row encoding and read queries both databases share,
+``search.py`` the decision search (filter, keyset cursor, statement),
 ``group_commit.py`` the writer thread both use; one module per database.
 """
 
@@ -16,6 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine import AuditStoreError
+from service.audit.search import (
+    Cursor,
+    CursorError,
+    DecisionFilter,
+    DecisionSummary,
+    ReviewState,
+    SearchPage,
+)
 from service.audit.sqlite import SQLiteAuditStore
 from service.audit.store import (
     AccessRecord,
@@ -29,10 +38,16 @@ from service.audit.store import (
 __all__ = [
     "AccessRecord",
     "AuditStore",
+    "Cursor",
+    "CursorError",
+    "DecisionFilter",
+    "DecisionSummary",
     "PendingReview",
     "RecordedDecision",
     "ReviewOutcome",
+    "ReviewState",
     "SQLiteAuditStore",
+    "SearchPage",
     "now_iso",
     "open_store",
     "sqlite_path",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import AuditStoreError
-from service.audit import outbox
+from service.audit import outbox, search
 from service.audit.group_commit import GroupCommitWriter, Statement, Work
 from service.audit.rows import SqlAuditStore
 
@@ -77,6 +77,7 @@ class SQLiteAuditStore(SqlAuditStore):
     """SQLite in WAL mode; one writer thread commits whatever is queued as one transaction."""
 
     _placeholder = "?"
+    _dialect = "sqlite"
     _name = "the SQLite audit database"
 
     def __init__(self, path: Path, *, batch: int = 256, read_only: bool = False) -> None:
@@ -95,6 +96,8 @@ class SQLiteAuditStore(SqlAuditStore):
         self._writer = self._connect()
         self._writer.executescript(SCHEMA + outbox.SQLITE_DDL)
         _add_tenancy(self._writer)
+        for index in search.INDEXES:
+            self._writer.execute(index)
         self._reader = self._connect()
         self._group = GroupCommitWriter(self._commit, batch=batch)
 

@@ -20,8 +20,10 @@ from service.access.control import Caller
 from service.access.guard import requires
 from service.access.principal import Permission
 from service.api import ReviewRequest
-from service.audit import AccessRecord, ReviewOutcome, now_iso
+from service.audit import ReviewOutcome, now_iso
 from service.problems import ProblemError, documented
+from service.routes.reads import audit_access as _audit_access
+from service.routes.reads import visible_record as _visible
 from service.state import app_state
 
 router = APIRouter(tags=["audit and review"])
@@ -60,31 +62,6 @@ _ACCESS = {
     403: "The credential's role may not do this",
     421: "The tenant's data lives in another region",
 }
-
-
-async def _audit_access(caller: Caller, action: str, ids: list[str]) -> None:
-    """Record who read which decisions, durably, in the tenant's own region."""
-    tenant, store = caller.scoped()
-    await store.record_access(
-        AccessRecord(
-            now_iso(),
-            caller.principal.subject,
-            tenant.id,
-            caller.principal.role,
-            action,
-            tuple(ids),
-        )
-    )
-
-
-async def _visible(caller: Caller, decision_id: str) -> dict[str, Any]:
-    """The caller's tenant's record, if its queue is the caller's too; 404 exactly as missing."""
-    tenant, store = caller.scoped()
-    record = await store.get(decision_id, tenant=tenant.id)
-    queue = ((record or {}).get("workflow") or {}).get("queue")
-    if record is None or not caller.principal.sees_queue(queue):
-        raise ProblemError(404, "No such decision", decision_id)
-    return record
 
 
 @router.get(

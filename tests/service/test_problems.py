@@ -10,7 +10,15 @@ import httpx
 
 from engine import AuditStoreError, DecisionRecord, HandOff, PromptRenderError
 from service.app import create_app
-from service.audit import AccessRecord, PendingReview, RecordedDecision, ReviewOutcome
+from service.audit import (
+    AccessRecord,
+    Cursor,
+    DecisionFilter,
+    PendingReview,
+    RecordedDecision,
+    ReviewOutcome,
+    SearchPage,
+)
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.settings import Settings
 from tests.conftest import REPO
@@ -85,6 +93,27 @@ class _BrokenStore:
         raise self.error
 
     async def count(self, *, tenant: str | None = None) -> int:
+        raise self.error
+
+    async def search(
+        self,
+        flt: DecisionFilter,
+        limit: int,
+        *,
+        after: Cursor | None = None,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> SearchPage:
+        raise self.error
+
+    async def count_matching(
+        self,
+        flt: DecisionFilter,
+        cap: int,
+        *,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> int:
         raise self.error
 
     async def close(self) -> None:
