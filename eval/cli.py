@@ -394,6 +394,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="fit-head: where the report and the policy fragment go",
     )
     ev.add_argument(
+        "--add-data",
+        action="append",
+        metavar="FILE",
+        help="fit-head: another labelled CSV to fit on, e.g. a /reviews/export (repeatable)",
+    )
+    ev.add_argument(
+        "--exclude-reviewer",
+        action="append",
+        metavar="NAME",
+        help="fit-head: leave out the labels this reviewer gave (repeatable)",
+    )
+    ev.add_argument(
+        "--holdout",
+        default="eval/data/holdout.csv",
+        help="fit-head: refuse to fit on any message of this file (default: %(default)s)",
+    )
+    ev.add_argument(
         "--fit-on",
         choices=["kfold", "loso"],
         default="kfold",

@@ -1,4 +1,7 @@
-"""Labelled evaluation data: CSV with `text` and `label` (`id`, `source`, `channel` optional)."""
+"""Labelled evaluation data: CSV with `text` and `label` (`id`, `source`, `channel` optional).
+
+A reviewer export (`/reviews/export`) also has `reviewer`: who gave the label.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ class LabelledCase:
     label: Category
     source: str = "unknown"
     channel: Channel = Channel.CHAT
+    reviewer: str = ""
+    """Who gave the label, for labels from the review queue (empty: a curated file)."""
 
     @property
     def family(self) -> str:
@@ -62,7 +67,8 @@ def read_cases(path: Path, *, limit: int | None = None) -> list[LabelledCase]:
             raise EvalDataError(f"{path}:{line}: id {case_id!r} is used twice")
         seen.add(case_id)
         source = (row.get("source") or "").strip() or "unknown"
-        cases.append(LabelledCase(case_id, text, label, source, channel))
+        reviewer = (row.get("reviewer") or "").strip()
+        cases.append(LabelledCase(case_id, text, label, source, channel, reviewer))
         if limit is not None and len(cases) >= limit:
             break
     if not cases:

@@ -296,7 +296,7 @@ def build_head(
     temperature: float,
     *,
     engine: Engine,
-    data: Path,
+    data: str,
     data_sha256: str,
     report: dict[str, Any],
 ) -> ProbeHead:
@@ -312,7 +312,7 @@ def build_head(
         model_digest=engine.backend.model_digest,
         template_hash=engine.prompts.template_hash,
         prefix_hash=engine.prompts.prefix_hash,
-        fitted_on=str(data),
+        fitted_on=data,
         data_sha256=data_sha256,
         policy_revision=engine.loaded.revision,
         n=len(y),

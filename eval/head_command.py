@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from engine.backends.base import HiddenStateBackend
 from engine.backends.registry import BackendSettings, build_backend
 from engine.categories import CATEGORIES
 from engine.errors import EvalDataError
-from eval.dataset import read_cases
+from eval.fit_data import gather
 from eval.fit_head import (
     C_GRID,
     MIN_SAFETY_RECALL,
@@ -104,13 +103,18 @@ def _operating(o: Any) -> dict[str, Any]:
 
 
 async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
-    if not args.data:
-        raise EvalDataError("fit-head needs --data FILE.csv (labelled; never the holdout)")
     out = Path(args.out)
     if out.suffix != ".json":
         raise EvalDataError("fit-head writes a head file: give --out policies/<id>/head.json")
-    data = Path(args.data)
-    cases = read_cases(data, limit=args.limit)
+    fit = gather(
+        [Path(f) for f in ([args.data] if args.data else []) + list(args.add_data or [])],
+        exclude_reviewers=frozenset(args.exclude_reviewer or ()),
+        holdout=Path(args.holdout) if args.holdout else None,
+        limit=args.limit,
+    )
+    cases = fit.cases
+    for reviewer, n in fit.excluded.items():
+        print(f"left out {n} label(s) by reviewer {reviewer}", file=sys.stderr)
     loaded = without_head(
         load_policy_by_id(settings.policies, settings.prompts, settings.policy_id)
     )
@@ -186,8 +190,8 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         c_best,
         temperature,
         engine=engine,
-        data=data,
-        data_sha256="sha256:" + hashlib.sha256(data.read_bytes()).hexdigest(),
+        data=fit.described,
+        data_sha256=fit.sha256,
         report={
             k: report[k]
             for k in ("c", "loso_nll", "loso_ece", "fit_on", "fit_ece", "loso", "thresholds")

@@ -29,6 +29,7 @@ from service.audit.sqlite import SQLiteAuditStore
 from service.audit.store import (
     AccessRecord,
     AuditStore,
+    LabelledReview,
     PendingReview,
     RecordedDecision,
     ReviewOutcome,
@@ -42,6 +43,7 @@ __all__ = [
     "CursorError",
     "DecisionFilter",
     "DecisionSummary",
+    "LabelledReview",
     "PendingReview",
     "RecordedDecision",
     "ReviewOutcome",

@@ -19,7 +19,13 @@ from service.audit import outbox
 from service.audit.group_commit import GroupCommitWriter, Statement
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.audit.search import Cursor, DecisionFilter, SearchPage, search_statement, summary
-from service.audit.store import AccessRecord, PendingReview, RecordedDecision, ReviewOutcome
+from service.audit.store import (
+    AccessRecord,
+    LabelledReview,
+    PendingReview,
+    RecordedDecision,
+    ReviewOutcome,
+)
 
 _INSERT_DECISION = (
     "INSERT INTO decisions (decision_id, created_at, policy_id, policy_revision, category, "
@@ -49,7 +55,8 @@ _PENDING = (
     "ORDER BY d.created_at LIMIT {p}"
 )
 _LABELLED = (
-    "SELECT d.record, r.category FROM reviews r JOIN decisions d USING (decision_id) "
+    "SELECT d.record, r.category, r.reviewer, r.created_at "
+    "FROM reviews r JOIN decisions d USING (decision_id) "
     "WHERE r.id IN (SELECT MAX(id) FROM reviews GROUP BY decision_id){t} "
     "ORDER BY r.id LIMIT {p}"
 )
@@ -243,13 +250,22 @@ class SqlAuditStore(abc.ABC):
         rows = await asyncio.to_thread(self._read, statement, (*args, limit))
         return [PendingReview(*row) for row in rows]
 
-    async def labelled(
-        self, limit: int, *, tenant: str | None = None
-    ) -> list[tuple[str, str, str]]:
+    async def labelled(self, limit: int, *, tenant: str | None = None) -> list[LabelledReview]:
         out = []
-        for value, category in await self._query(_LABELLED, limit, tenant=tenant):
+        for value, category, reviewer, at in await self._query(_LABELLED, limit, tenant=tenant):
             record = _record(value)
-            out.append((str(record["decision_id"]), str(record["input_redacted"]), category))
+            out.append(
+                LabelledReview(
+                    decision_id=str(record["decision_id"]),
+                    text=str(record["input_redacted"]),
+                    label=str(category),
+                    channel=str(record.get("channel") or "chat"),
+                    reviewer=str(reviewer),
+                    reviewed_at=str(at),
+                    decided=str(record["category"]),
+                    policy_revision=str((record.get("policy") or {}).get("revision", "")),
+                )
+            )
         return out
 
     async def recent(

@@ -28,6 +28,22 @@ class ReviewOutcome:
 
 
 @dataclass(frozen=True)
+class LabelledReview:
+    """A reviewer's latest outcome as a label, with where it came from (the reviewer loop).
+
+    ``decided`` is the engine's category at decision time: the review never changed it."""
+
+    decision_id: str
+    text: str
+    label: str
+    channel: str
+    reviewer: str
+    reviewed_at: str
+    decided: str
+    policy_revision: str
+
+
+@dataclass(frozen=True)
 class PendingReview:
     decision_id: str
     created_at: str
@@ -104,10 +120,8 @@ class AuditStore(Protocol):
         queues: frozenset[str] | None = None,
     ) -> list[PendingReview]: ...
 
-    async def labelled(
-        self, limit: int, *, tenant: str | None = None
-    ) -> list[tuple[str, str, str]]:
-        """(decision_id, redacted text, reviewer's category) for evaluation."""
+    async def labelled(self, limit: int, *, tenant: str | None = None) -> list[LabelledReview]:
+        """Each reviewed decision's redacted text and latest reviewer category, oldest first."""
         ...
 
     async def recent(

@@ -22,8 +22,7 @@ from service.access.principal import Permission
 from service.api import ReviewRequest
 from service.audit import ReviewOutcome, now_iso
 from service.problems import ProblemError, documented
-from service.routes.reads import audit_access as _audit_access
-from service.routes.reads import visible_record as _visible
+from service.routes.reads import audit_access, visible_record
 from service.state import app_state
 
 router = APIRouter(tags=["audit and review"])
@@ -73,10 +72,10 @@ async def get_decision(
     decision_id: str, caller: Annotated[Caller, requires(Permission.READ_DECISIONS)]
 ) -> dict[str, Any]:
     tenant, store = caller.scoped()
-    record = await _visible(caller, decision_id)
+    record = await visible_record(caller, decision_id)
     reviews = await store.reviews_for(decision_id)
     handoffs = await store.handoffs_for(decision_id)
-    await _audit_access(caller, "read_decision", [decision_id])
+    await audit_access(caller, "read_decision", [decision_id])
     return {
         "record": record,
         "tenant": tenant.id,
@@ -99,7 +98,7 @@ async def pending(
     items = await store.pending_reviews(
         limit, tenant=tenant.id, queues=caller.principal.review_queues()
     )
-    await _audit_access(caller, "list_reviews", [i.decision_id for i in items])
+    await audit_access(caller, "list_reviews", [i.decision_id for i in items])
     return {"pending": [asdict(i) for i in items]}
 
 
@@ -127,7 +126,7 @@ async def review(
 ) -> dict[str, Any]:
     state = app_state(request)
     _, store = caller.scoped()
-    record = await _visible(caller, decision_id)
+    record = await visible_record(caller, decision_id)
     engines = state.holder.active
     if engines is None:
         raise ProblemError(503, "Not ready", "No policy is loaded.", headers={"Retry-After": "5"})
@@ -155,18 +154,32 @@ async def review(
     return {**asdict(outcome), "handoffs": [h.idempotency_key for h in handoffs]}
 
 
+_EXPORT_COLUMNS = (
+    "id",
+    "text",
+    "label",
+    "source",
+    "channel",
+    "reviewer",
+    "reviewed_at",
+    "decided",
+    "policy_revision",
+)
+
+
 @router.get(
     "/reviews/export",
-    summary="The tenant's reviewed decisions as labelled CSV (text,label) for evaluation",
+    summary="The tenant's reviewed decisions as labelled CSV for evaluation, with each label's "
+    "reviewer and time (the reviewer loop: docs/evaluation.md)",
     response_class=PlainTextResponse,
     responses={
         **documented(_ACCESS),
         200: {
             "content": {
                 "text/plain": {
-                    "example": "id,text,label,source\n"
-                    "3f1c…,I got a rash after the pills,"
-                    "safety_compliance,review\n"
+                    "example": ",".join(_EXPORT_COLUMNS) + "\n"
+                    "3f1c…,I got a rash after the pills,safety_compliance,review,chat,"
+                    "pv-specialist-7,2026-11-23T13:10:00+00:00,informational,ae813cfa9d05837d\n"
                 }
             }
         },
@@ -178,10 +191,22 @@ async def export(
 ) -> str:
     tenant, store = caller.scoped()
     rows = await store.labelled(limit, tenant=tenant.id)
-    await _audit_access(caller, "export", [decision_id for decision_id, _, _ in rows])
+    await audit_access(caller, "export", [r.decision_id for r in rows])
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "text", "label", "source"])
-    for decision_id, text, label in rows:
-        writer.writerow([decision_id, text, label, "review"])
+    writer.writerow(_EXPORT_COLUMNS)
+    for r in rows:
+        writer.writerow(
+            [
+                r.decision_id,
+                r.text,
+                r.label,
+                "review",
+                r.channel,
+                r.reviewer,
+                r.reviewed_at,
+                r.decided,
+                r.policy_revision,
+            ]
+        )
     return out.getvalue()

@@ -14,6 +14,7 @@ from service.audit import (
     AccessRecord,
     Cursor,
     DecisionFilter,
+    LabelledReview,
     PendingReview,
     RecordedDecision,
     ReviewOutcome,
@@ -82,9 +83,7 @@ class _BrokenStore:
     ) -> list[PendingReview]:
         raise self.error
 
-    async def labelled(
-        self, limit: int, *, tenant: str | None = None
-    ) -> list[tuple[str, str, str]]:
+    async def labelled(self, limit: int, *, tenant: str | None = None) -> list[LabelledReview]:
         raise self.error
 
     async def recent(

@@ -46,8 +46,16 @@ def test_review_flow_and_export(served: Served) -> None:
             "text": "my thing is odd",
             "label": "informational",
             "source": "review",
+            "channel": "chat",
+            "reviewer": stored["reviews"][0]["reviewer"],
+            "reviewed_at": stored["reviews"][0]["created_at"],
+            "decided": unsure["category"],
+            "policy_revision": unsure["policy"]["revision"],
         }
     ]
+    # A reviewer's label never changes the decision already made.
+    assert stored["record"]["category"] == unsure["category"]
+    assert stored["record"]["category"] != "informational"
     assert (
         served.client.post("/reviews/nope", json={"category": "informational"}).status_code == 404
     )

@@ -33,6 +33,7 @@ from engine.decide.record import (
 )
 from service.audit import (
     AuditStore,
+    LabelledReview,
     ReviewOutcome,
     SQLiteAuditStore,
     now_iso,
@@ -210,11 +211,24 @@ async def test_labelled_export_uses_the_latest_review(backend: Backend) -> None:
     await backend.store.append(b)
     await backend.store.add_review(review_of(a, "service_action"))
     await backend.store.add_review(review_of(b, "informational"))
-    await backend.store.add_review(review_of(a, "informational"))
-    assert await backend.store.labelled(10) == [
+    latest = review_of(a, "informational")
+    await backend.store.add_review(latest)
+    labelled = await backend.store.labelled(10)
+    assert [(r.decision_id, r.text, r.label) for r in labelled] == [
         (b.decision_id, "my mother fainted", "informational"),
         (a.decision_id, "is <EMAIL_ADDRESS> on file?", "informational"),
     ]
+    # Where each label came from, and what the engine had decided (the review changed nothing).
+    assert labelled[1] == LabelledReview(
+        decision_id=a.decision_id,
+        text="is <EMAIL_ADDRESS> on file?",
+        label="informational",
+        channel="chat",
+        reviewer="agent-1",
+        reviewed_at=latest.created_at,
+        decided="service_action",
+        policy_revision="rev-a",
+    )
     assert len(await backend.store.labelled(1)) == 1
 
 
