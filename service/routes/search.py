@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.models import Example
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
@@ -87,7 +88,8 @@ _CSV_EXAMPLE = (
 def _describe(name: str) -> Any:
     """A query parameter documented from the filter's own field (one description)."""
     field = DecisionFilter.model_fields[name]
-    return Query(description=field.description, examples=field.examples)
+    examples = {"example": Example(value=(field.examples or [None])[0])}
+    return Query(description=field.description, openapi_examples=examples)
 
 
 def decision_filter(
