@@ -3,9 +3,11 @@ keyset pages, tenant and queue scope, and the filter's own validation."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -18,7 +20,9 @@ from service.audit import (
     DecisionFilter,
     ReviewState,
     SearchPage,
+    SQLiteAuditStore,
 )
+from service.audit.search import search_statement
 from tests.service.audit.test_stores import Backend, make_record, review_of
 
 
@@ -301,3 +305,36 @@ async def test_count_matching_counts_what_search_finds_up_to_the_cap(backend: Ba
     assert await backend.store.count_matching(flt, 1000, tenant="acme", queues=only) == len(
         await _all(backend, flt, queues=only)
     )
+
+
+@pytest.mark.parametrize(
+    ("flt", "index"),
+    [
+        (DecisionFilter(), "decisions_tenant_time"),
+        (DecisionFilter(category=Category.INFORMATIONAL), "decisions_tenant_category"),
+        (DecisionFilter(policy_revision="rev-a"), "decisions_tenant_revision"),
+    ],
+)
+async def test_a_page_is_read_in_index_order_without_a_sort(
+    tmp_path: Path, flt: DecisionFilter, index: str
+) -> None:
+    """SQLite's plan for a deep page: the keyset seeks in an index; nothing is sorted."""
+    store = SQLiteAuditStore(tmp_path / "audit.db")
+    try:
+        statement, args = search_statement(
+            flt,
+            dialect="sqlite",
+            tenant="acme",
+            queues=None,
+            after=Cursor("2026-01-01T00:00:00+00:00", "d-1"),
+            limit=51,
+        )
+        with sqlite3.connect(tmp_path / "audit.db") as db:
+            plan = " | ".join(
+                row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {statement.format(p='?')}", args)
+            )
+    finally:
+        await store.close()
+    assert f"USING INDEX {index} (tenant=?" in plan
+    assert "(created_at,decision_id)<(?,?)" in plan
+    assert "TEMP B-TREE" not in plan
