@@ -1,0 +1,201 @@
+"""The decision explorer: search recorded decisions, page through them, export them as CSV,
+and read one decision as words.
+
+The pages call the same search, export and scoped reads as the API (``service.routes.search``,
+``service.routes.reads``), so what a page shows is what ``GET /decisions`` answers, and every
+read lands in the access audit the same way. Filters arrive as the form's query string: a bad
+value is shown on the page next to its field, never as a JSON 422.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from engine.categories import Category
+from service.access.control import Caller
+from service.access.principal import Permission
+from service.audit import Cursor, CursorError, DecisionFilter, ReviewState
+from service.routes.reads import audit_access, visible_record
+from service.routes.search import EXPORT_MAX_ROWS, csv_export, find
+from service.state import app_state
+from service.workbench.access import page_caller
+from service.workbench.record_view import (
+    category_name,
+    path_in_words,
+    probability_bars,
+    workflow_in_words,
+)
+from service.workbench.render import render
+
+router = APIRouter()
+
+PAGE_SIZE = 50
+COUNT_CAP = 10_000  # "10,000+ match": counting further costs time and changes no decision
+LABELS = {
+    "since": "From",
+    "until": "Until",
+    "category": "Category",
+    "review": "Review",
+    "policy_revision": "Policy revision",
+    "rule": "Rule fired",
+    "degraded": "Degraded",
+    "cursor": "Page",
+}
+REVIEW_NAMES = {
+    ReviewState.PENDING: "pending",
+    ReviewState.REVIEWED: "reviewed",
+    ReviewState.NOT_NEEDED: "not needed",
+}
+
+
+def _typed(request: Request) -> dict[str, str]:
+    """The filter fields as typed."""
+    return {name: request.query_params.get(name, "") for name in DecisionFilter.model_fields}
+
+
+def _form_values(request: Request, flt: DecisionFilter | None) -> dict[str, str]:
+    """What the form shows: the filter in the form's own terms (times in UTC, as a
+    ``datetime-local`` input takes them), or what was typed when it is invalid."""
+    if flt is None:
+        return _typed(request)
+    values = dict.fromkeys(DecisionFilter.model_fields, "")
+    values.update(flt.query_params())
+    for name in ("since", "until"):
+        moment = getattr(flt, name)
+        if moment is not None:
+            values[name] = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return values
+
+
+def _errors(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field, sentence) for each problem; the field names the input to fix."""
+    out = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "until"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        given = err.get("input")
+        if err["loc"] and isinstance(given, str):
+            message += f" (you gave “{given}”)"
+        out.append((field, f"{LABELS.get(field, field)}: {message}"))
+    return out
+
+
+def parse_filter(request: Request) -> tuple[DecisionFilter | None, list[tuple[str, str]]]:
+    try:
+        return DecisionFilter.model_validate(_typed(request)), []
+    except ValidationError as exc:
+        return None, _errors(exc)
+
+
+def _choices(request: Request, caller: Caller) -> dict[str, list[str]]:
+    """Revisions and rule ids of the tenant's policies loaded now: suggestions, not a closed
+    list (an older revision's decisions are in the store too)."""
+    tenant, _ = caller.scoped()
+    active = app_state(request).holder.active
+    revisions: set[str] = set()
+    rules: set[str] = set()
+    for policy_id, engine in active.engines.items() if active else ():
+        if not tenant.allows(policy_id):
+            continue
+        revisions.add(engine.loaded.revision)
+        rules.update(rule.id for rule in engine.policy.rules)
+    return {"revisions": sorted(revisions), "rules": sorted(rules)}
+
+
+def _explorer(
+    request: Request,
+    caller: Caller,
+    flt: DecisionFilter | None,
+    *,
+    status_code: int = 200,
+    errors: list[tuple[str, str]] | None = None,
+    **results: Any,
+) -> Response:
+    return render(
+        request,
+        caller,
+        "explorer.html",
+        status_code=status_code,
+        values=_form_values(request, flt),
+        errors=errors or [],
+        invalid={field for field, _ in errors or []},
+        categories=[(c.value, category_name(c.value)) for c in Category],
+        review_states=[(s.value, REVIEW_NAMES[s]) for s in ReviewState],
+        may_export=caller.principal.may(Permission.EXPORT),
+        export_cap=EXPORT_MAX_ROWS,
+        category_name=category_name,
+        review_names={s.value: n for s, n in REVIEW_NAMES.items()},
+        **_choices(request, caller),
+        **{"page": None, "matched": 0, "count_cap": COUNT_CAP, "query": {}, **results},
+    )
+
+
+@router.get("/explorer")
+async def explorer(
+    request: Request, caller: Annotated[Caller, page_caller(Permission.READ_DECISIONS)]
+) -> Response:
+    flt, errors = parse_filter(request)
+    after: Cursor | None = None
+    token = request.query_params.get("cursor")
+    if token:
+        try:
+            after = Cursor.parse(token)
+        except CursorError as exc:
+            errors.append(("cursor", f"Page: {exc}; start again from the first page"))
+    if flt is None or errors:
+        return _explorer(request, caller, flt, status_code=422, errors=errors)
+    tenant, store = caller.scoped()
+    queues = caller.principal.decision_queues()
+    page = await find(caller, flt, PAGE_SIZE, after)
+    matched = await store.count_matching(flt, COUNT_CAP + 1, tenant=tenant.id, queues=queues)
+    return _explorer(
+        request, caller, flt, page=page, matched=matched, query=flt.query_params(), paged=bool(after)
+    )
+
+
+@router.get("/explorer/export.csv")
+async def export(
+    request: Request, caller: Annotated[Caller, page_caller(Permission.EXPORT)]
+) -> Response:
+    flt, errors = parse_filter(request)
+    if flt is None:
+        return _explorer(request, caller, flt, status_code=422, errors=errors)
+    return await csv_export(caller, flt, EXPORT_MAX_ROWS)
+
+
+@router.get("/explorer/decisions/{decision_id}")
+async def decision(
+    request: Request,
+    decision_id: str,
+    caller: Annotated[Caller, page_caller(Permission.READ_DECISIONS)],
+) -> Response:
+    _, store = caller.scoped()
+    record = await visible_record(caller, decision_id)
+    reviews = await store.reviews_for(decision_id)
+    handoffs = await store.handoffs_for(decision_id)
+    await audit_access(caller, "read_decision", [decision_id])
+    if reviews:
+        state = REVIEW_NAMES[ReviewState.REVIEWED]
+    elif record.get("requires_human_review"):
+        state = REVIEW_NAMES[ReviewState.PENDING]
+    else:
+        state = REVIEW_NAMES[ReviewState.NOT_NEEDED]
+    bars, bar_source = probability_bars(record)
+    return render(
+        request,
+        caller,
+        "decision.html",
+        record=record,
+        review_state=state,
+        path=path_in_words(record.get("decision_path") or []),
+        bars=bars,
+        bar_source=bar_source,
+        workflow=workflow_in_words(record),
+        reviews=reviews,
+        handoffs=handoffs,
+        category_name=category_name,
+    )
