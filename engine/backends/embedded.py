@@ -4,8 +4,9 @@ One forward pass per decision: the ChatML prompt is evaluated (reusing the KV ca
 longest prefix shared with the previous call), the next-token distribution is read from the
 logits, and each label gets the probability mass of every vocabulary token that starts its
 answer word ("s", "saf", "safety" for "safety"). Nothing is sampled and no text is generated.
-The same decode also yields the last prompt token's final hidden state (the model is loaded with
-``embedding=True``, which leaves the logits bit-identical), for a policy's probe head.
+The last prompt token is decoded on its own with embeddings on: that decode gives its logits
+and its final hidden state, for a policy's probe head. The tokens before it are decoded with
+embeddings off, since llama.cpp would otherwise compute vocabulary logits for every one of them.
 One inference runs at a time per loaded model; callers queue with a deadline.
 """
 
@@ -185,8 +186,19 @@ class EmbeddedBackend:
             self._lc.llama_memory_clear(memory, True)
             common = 0
         llm.n_tokens = common
+        tail = tokens[common:]
         try:
-            llm.eval(tokens[common:])
+            if len(tail) > 1:
+                # With embeddings on, llama.cpp outputs every token of a batch: vocabulary logits
+                # for all of them (a third more CPU and 300 MB of buffer for a 1,000-token prefix).
+                # Everything but the last token goes through with them off; the last token, in its
+                # own decode, gives both the logits and the hidden state.
+                self._lc.llama_set_embeddings(llm.ctx, False)
+                try:
+                    llm.eval(tail[:-1])
+                finally:
+                    self._lc.llama_set_embeddings(llm.ctx, True)
+            llm.eval(tail[-1:])
         except BaseException:
             llm.n_tokens = 0  # the cache beyond the last good batch is unknown: start over
             raise
