@@ -35,6 +35,7 @@ from service.routes import admin, classify, delivery, health, records, search
 from service.runtime import EngineHolder
 from service.settings import Settings
 from service.state import AppState
+from service.workbench import install as install_workbench
 
 log = logging.getLogger("switchboard.service")
 
@@ -201,6 +202,10 @@ def create_app(
         version="0.1.0",
         summary="Contact-center triage decisions: rules plus one LLM call",
         lifespan=lifespan,
+        # /docs is served from the package's own Swagger UI (service/workbench/docs.py): the
+        # default page loads it from a public CDN. ReDoc is not served.
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverloadShedding)  # outermost: a refusal must not read or parse anything
@@ -214,4 +219,5 @@ def create_app(
         delivery.router,
     ):
         app.include_router(router)
+    install_workbench(app)  # the pages at /, /static and /docs
     return app

@@ -69,7 +69,16 @@ class AccessControl:
     async def authorize(self, authorization: str | None, permission: Permission) -> Caller:
         if permission is Permission.PUBLIC:
             return Caller(ANONYMOUS)
-        principal = await self._authenticate(authorization)
+        return self.admit(await self.authenticate(authorization), permission)
+
+    def admit(self, principal: Principal, permission: Permission) -> Caller:
+        """The authorization half: ``principal`` (already authenticated) for ``permission``.
+
+        The workbench calls it for a development login's principal (auth off, one role picked);
+        everything else goes through ``authorize``.
+        """
+        if permission is Permission.PUBLIC:
+            return Caller(ANONYMOUS)
         if not principal.may(permission):
             raise ProblemError(
                 403,
@@ -83,7 +92,8 @@ class AccessControl:
             raise ProblemError(403, "Forbidden", f"unknown tenant {principal.tenant!r}")
         return Caller(principal, tenant, self.residency.store_for(tenant))
 
-    async def _authenticate(self, authorization: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """Who ``authorization`` names (401 when nobody): the workbench's login checks a key."""
         if self.auth_off:
             return Principal("dev", DEV_TENANT, frozenset(Role), "auth-off")
         if not authorization:

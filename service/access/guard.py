@@ -32,7 +32,14 @@ def public() -> Any:
 
 
 def api_routes(app: FastAPI) -> list[Any]:
-    """Every API route with its effective path, methods and dependencies (router prefixes and
+    """Every API route (those in the OpenAPI schema): see ``all_routes``."""
+    # The workbench's pages and /docs are not the API (kept out of the schema): their own
+    # access test is tests/service/workbench/test_access.py.
+    return [r for r in all_routes(app) if getattr(r, "include_in_schema", True)]
+
+
+def all_routes(app: FastAPI) -> list[Any]:
+    """Every route with its effective path, methods and dependencies (router prefixes and
     router-level dependencies applied), whether FastAPI flattened included routers or not."""
     out: list[Any] = []
     for route in app.routes:

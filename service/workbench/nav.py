@@ -1,0 +1,29 @@
+"""The workbench's navigation: every page a person opens from the menu, and who may open it.
+
+``render`` shows a caller the links whose permission their role grants; the home page lists the
+same links with their descriptions. A page module adds its entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.access.principal import Permission
+
+
+@dataclass(frozen=True)
+class NavLink:
+    path: str
+    label: str
+    permission: Permission
+    description: str
+
+
+NAV: tuple[NavLink, ...] = (
+    NavLink(
+        "/queues",
+        "Review queues",
+        Permission.LIST_REVIEWS,
+        "Cases waiting for a person, soonest deadline first: claim one, confirm or change it.",
+    ),
+)
