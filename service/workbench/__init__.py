@@ -11,10 +11,10 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from service.workbench import docs, home, login
+from service.workbench import docs, explorer, home, login
 from service.workbench.render import STATIC, PageTemplates
 
-ROUTERS: tuple[APIRouter, ...] = (login.router, home.router, docs.router)
+ROUTERS: tuple[APIRouter, ...] = (login.router, home.router, docs.router, explorer.router)
 
 __all__ = ["ROUTERS", "install"]
 

@@ -71,16 +71,35 @@ def _form_values(request: Request, flt: DecisionFilter | None) -> dict[str, str]
     return values
 
 
+_TIME_HINT = "is not a date and time: write it as 2026-11-23T08:00 (UTC)"
+_MESSAGES = {
+    "category": "must be one of: "
+    + ", ".join(category_name(c.value) for c in Category)
+    + " (or Any)",
+    "review": "must be pending, reviewed or not needed (or Any)",
+    "degraded": "must be yes or no (or Any)",
+    "since": _TIME_HINT,
+    "until": _TIME_HINT,
+}
+
+
 def _errors(exc: ValidationError) -> list[tuple[str, str]]:
-    """(field, sentence) for each problem; the field names the input to fix."""
+    """(field, sentence) for each problem, naming the field as the form labels it and what
+    was typed; a check across fields (the time range) is reported on ``until``."""
     out = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else "until"
-        message = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:
+            message = str(err["msg"]).removeprefix("Value error, ")
+            message = message.replace("'until'", "Until").replace("'since'", "From")
+            out.append((field, f"Time range: {message}"))
+            continue
+        message = _MESSAGES.get(field) or str(err["msg"])
+        if err["type"] == "string_too_long":
+            message = str(err["msg"])
         given = err.get("input")
-        if err["loc"] and isinstance(given, str):
-            message += f" (you gave “{given}”)"
-        out.append((field, f"{LABELS.get(field, field)}: {message}"))
+        shown = f" (you gave “{given[:80]}”)" if isinstance(given, str) else ""
+        out.append((field, f"{LABELS.get(field, field)} {message}{shown}"))
     return out
 
 
@@ -152,8 +171,9 @@ async def explorer(
     queues = caller.principal.decision_queues()
     page = await find(caller, flt, PAGE_SIZE, after)
     matched = await store.count_matching(flt, COUNT_CAP + 1, tenant=tenant.id, queues=queues)
+    query = flt.query_params()
     return _explorer(
-        request, caller, flt, page=page, matched=matched, query=flt.query_params(), paged=bool(after)
+        request, caller, flt, page=page, matched=matched, query=query, paged=after is not None
     )
 
 

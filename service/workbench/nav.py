@@ -26,4 +26,11 @@ NAV: tuple[NavLink, ...] = (
         Permission.LIST_REVIEWS,
         "Cases waiting for a person, soonest deadline first: claim one, confirm or change it.",
     ),
+    NavLink(
+        "/explorer",
+        "Decision explorer",
+        Permission.READ_DECISIONS,
+        "Search recorded decisions by time, category, review state, policy revision, rule and "
+        "degradation; read one as words; auditors export the result as CSV.",
+    ),
 )

@@ -37,7 +37,7 @@ def page_routes() -> list[APIRoute]:
         route
         for router in ROUTERS
         for route in router.routes
-        if isinstance(route, APIRoute) and "GET" in route.methods
+        if isinstance(route, APIRoute) and "GET" in (route.methods or set())
     ]
 
 
@@ -46,10 +46,9 @@ def seeds(world: World) -> list[str]:
     for route in page_routes():
         names = re.findall(r"{(\w+)(?::[^}]*)?}", route.path)
         if all(name in SAMPLES for name in names):
-            path = route.path
-            for name in names:
-                path = re.sub(r"{%s(?::[^}]*)?}" % name, SAMPLES[name](world), path)
-            out.append(path)
+            out.append(
+                re.sub(r"{(\w+)(?::[^}]*)?}", lambda m: SAMPLES[m.group(1)](world), route.path)
+            )
     return out
 
 
