@@ -71,7 +71,7 @@ def _form_values(request: Request, flt: DecisionFilter | None) -> dict[str, str]
     return values
 
 
-_TIME_HINT = "is not a date and time: write it as 2026-11-23T08:00 (UTC)"
+_TIME_HINT = "is not a date and time; pick one in the field (UTC)"
 _MESSAGES = {
     "category": "must be one of: "
     + ", ".join(category_name(c.value) for c in Category)
@@ -99,7 +99,8 @@ def _errors(exc: ValidationError) -> list[tuple[str, str]]:
             message = str(err["msg"])
         given = err.get("input")
         shown = f" (you gave “{given[:80]}”)" if isinstance(given, str) else ""
-        out.append((field, f"{LABELS.get(field, field)} {message}{shown}"))
+        label = LABELS.get(field, field)
+        out.append((field, f"{label}{shown} {message}" if shown else f"{label} {message}"))
     return out
 
 

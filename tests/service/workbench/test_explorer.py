@@ -87,10 +87,10 @@ def test_a_time_with_an_offset_is_shown_in_utc(auditor: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"since": "yesterday"}, "From is not a date and time"),
-        ({"category": "spam"}, "Category must be one of: informational, service action"),
-        ({"review": "done"}, "Review must be pending, reviewed or not needed"),
-        ({"degraded": "maybe"}, "Degraded must be yes or no"),
+        ({"since": "yesterday"}, "From (you gave “yesterday”) is not a date and time"),
+        ({"category": "spam"}, "Category (you gave “spam”) must be one of: informational, service"),
+        ({"review": "done"}, "Review (you gave “done”) must be pending, reviewed or not needed"),
+        ({"degraded": "maybe"}, "Degraded (you gave “maybe”) must be yes or no"),
         (
             {"since": "2026-11-24T00:00", "until": "2026-11-23T00:00"},
             "Time range: Until must be later than From",
