@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -78,6 +79,16 @@ class DecisionFilter(BaseModel):
     @classmethod
     def _blank_is_absent(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _not_a_number(cls, value: Any) -> Any:
+        # pydantic would read "1700000000" as Unix seconds; the API documents ISO 8601 only.
+        if isinstance(value, int | float) or (
+            isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+(?:\.\d*)?\s*", value)
+        ):
+            raise ValueError("write a date and time in ISO 8601, e.g. 2026-11-23T08:00:00Z")
+        return value
 
     @field_validator("since", "until")
     @classmethod

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.models import Example
 from fastapi.responses import StreamingResponse
@@ -93,6 +93,7 @@ def _describe(name: str) -> Any:
 
 
 def decision_filter(
+    request: Request,
     since: Annotated[datetime | None, _describe("since")] = None,
     until: Annotated[datetime | None, _describe("until")] = None,
     category: Annotated[Category | None, _describe("category")] = None,
@@ -101,11 +102,14 @@ def decision_filter(
     rule: Annotated[str | None, _describe("rule")] = None,
     degraded: Annotated[bool | None, _describe("degraded")] = None,
 ) -> DecisionFilter:
-    """The filter from the query string; a check across fields fails as a 422 like any other."""
+    """The filter from the query string; a check across fields fails as a 422 like any other.
+    The times go to the filter as sent: FastAPI reads "0.5" as a Unix time, the filter refuses
+    anything but ISO 8601, as documented."""
+    query = request.query_params
     try:
         return DecisionFilter(
-            since=since,
-            until=until,
+            since=query.get("since") if since is not None else None,
+            until=query.get("until") if until is not None else None,
             category=category,
             review=review,
             policy_revision=policy_revision,

@@ -88,6 +88,7 @@ def test_pages_follow_the_cursor_and_each_page_is_audited(served: Served) -> Non
         ({"category": "spam"}, "query.category: Input should be"),
         ({"review": "done"}, "query.review: Input should be"),
         ({"since": "yesterday"}, "query.since: Input should be a valid datetime"),
+        ({"until": "0.5"}, "query.until: Value error, write a date and time in ISO 8601"),
         ({"since": "2026-11-24", "until": "2026-11-23"}, "'until' must be later than 'since'"),
         ({"cursor": "forged"}, "query.cursor: the page cursor is not one this service wrote"),
         ({"limit": "0"}, "query.limit: Input should be greater than or equal to 1"),

@@ -278,10 +278,12 @@ def test_query_params_round_trip() -> None:
         ({"review": "done"}, "'pending', 'reviewed' or 'not_needed'"),
         ({"degraded": "maybe"}, "valid boolean"),
         ({"since": "yesterday"}, "valid datetime"),
+        ({"until": "0.5"}, "ISO 8601"),  # not Unix seconds, which pydantic would take
+        ({"until": 1700000000}, "ISO 8601"),
         ({"colour": "red"}, "Extra inputs are not permitted"),
     ],
 )
-def test_a_bad_filter_says_what_is_wrong(params: dict[str, str], message: str) -> None:
+def test_a_bad_filter_says_what_is_wrong(params: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         DecisionFilter.model_validate(params)
 
