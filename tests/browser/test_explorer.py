@@ -77,7 +77,7 @@ def test_an_auditor_filters_and_exports(
     assert page.get_by_text(MESSAGES[2]).is_visible()  # the newest safety decision
     assert page.get_by_role("heading", name="Model probabilities").is_visible()
     axe(page)
-    shot(page, "decision")
+    shot(page, "explorer-decision")
 
 
 def test_a_bad_filter_is_explained_on_the_page(
