@@ -1,8 +1,8 @@
 """``python -m eval.bench [WHICH ...] [--long]``: the benchmarks, short by default.
 
-WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, fairness, or all
-(default); ``outage`` (needs RabbitMQ; not part of all) cuts the broker while traffic flows and
-writes ``docs/delivery/outage.{csv,json,png}``.
+WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, search, fairness,
+or all (default); ``outage`` (needs RabbitMQ; not part of all) cuts the broker while traffic
+flows and writes ``docs/delivery/outage.{csv,json,png}``.
 ``openai`` (not in all: it starts a llama.cpp server, or uses ``--openai-base-url``).
 
 Spike options: ``--max-loop-lag-ms N`` and ``--busy-cores K`` (see ``eval/bench/spike.py``).
@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import audit_store
 
         audit_store.run(count=20_000 if args.long else 5_000)
+    if everything or "search" in which:
+        from eval.bench import search
+
+        search.run(count=500_000 if args.long else 100_000)
     if everything or "fairness" in which:
         from eval.bench import fairness
 
