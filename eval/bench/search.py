@@ -13,6 +13,7 @@ schema of its own that is dropped after.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import statistics
 import tempfile
@@ -93,8 +94,9 @@ def _rows(template: DecisionRecord, count: int) -> Iterator[tuple[tuple[Any, ...
             }
         )
         tenant = "other" if i % 10 == 9 else "acme"
-        yield decision_row(record, encode_record(record), tenant=tenant, region="eu"), (
-            review and i % 50 == 0
+        yield (
+            decision_row(record, encode_record(record), tenant=tenant, region="eu"),
+            (review and i % 50 == 0),
         )
 
 
@@ -144,7 +146,7 @@ async def _measure(store: AuditStore, dialect: str, count: int, repeat: int) -> 
     out: dict[str, Any] = {}
     for name, flt in FILTERS.items():
         out[f"first page, {name}"] = await _median_ms(
-            lambda flt=flt: store.search(flt, PAGE, tenant="acme"), repeat
+            functools.partial(store.search, flt, PAGE, tenant="acme"), repeat
         )
     # A page 80% of the way down the unfiltered result: by its keyset, and by OFFSET.
     depth = int(count * 0.9 * 0.8)
