@@ -16,6 +16,8 @@ import pytest
 
 from engine.backends.fake import Scripted
 from engine.categories import Category
+from service.access.principal import Role
+from tests.service.access.conftest import World
 from tests.service.conftest import Served
 
 HTML = {"accept": "text/html"}
@@ -203,3 +205,23 @@ def test_a_missing_decision_is_a_404_page(auditor: httpx.Client) -> None:
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("text/html")
     assert "No such decision" in r.text
+
+
+def test_a_reviewer_explores_only_their_queues(world: World) -> None:
+    """Authentication on: a reviewer limited to pharmacovigilance sees none of the service-desk
+    decisions, in the list or by id; one limited to the service desk sees them."""
+    desk_ids = {world.decisions["acme"], world.pending["acme"]}  # both routed to service_desk
+    for queue, sees in (("pharmacovigilance", False), ("service_desk", True)):
+        key, _ = world.store.create(
+            "acme", Role.REVIEWER, name=f"explorer-{queue}", queues=frozenset({queue})
+        )
+        with httpx.Client(base_url=world.url, timeout=30) as client:
+            client.get("/login")
+            client.post("/login", data={"csrf": client.cookies["sb_csrf"], "key": key})
+            page = client.get("/explorer", headers=HTML)
+            assert page.status_code == 200
+            assert f"in your review queues ({queue})" in page.text
+            assert (set(_rows(page.text)) >= desk_ids) is sees
+            assert not set(_rows(page.text)) & {world.decisions["globex"], world.pending["globex"]}
+            one = client.get(f"/explorer/decisions/{world.pending['acme']}", headers=HTML)
+            assert one.status_code == (200 if sees else 404)
