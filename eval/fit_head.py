@@ -10,8 +10,6 @@ final head is fitted on every row and written with what it was fitted for.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -23,13 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import Engine
-from engine.backends.base import LabelVerdict, RenderedPrompt
 from engine.categories import CATEGORIES, Category, VerdictStatus
 from engine.decide.engine import DecisionRequest
 from engine.decide.head import ProbeHead
 from engine.policy.loader import LoadedPolicy
 from engine.policy.model import Thresholds
 from eval.dataset import LabelledCase
+from eval.hidden_cache import HiddenStateCache
 from eval.predictions import Prediction
 from eval.thresholds import Operating, engine_with, fit_thresholds
 
@@ -57,45 +55,6 @@ class Collected:
     row: Prediction  # the decision today's path makes (label probabilities), for comparison
 
 
-def cache_key(model_digest: str, prompt: RenderedPrompt) -> str:
-    blob = json.dumps(
-        [model_digest, prompt.template_hash, [[m.role, m.content] for m in prompt.messages]],
-        ensure_ascii=False,
-    ).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-def _load(path: Path) -> LabelVerdict | None:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            probs = f["probabilities"]
-            return LabelVerdict(
-                status=VerdictStatus.OK,
-                probabilities={c: float(p) for c, p in zip(CATEGORIES, probs, strict=True)},
-                prompt_tokens=int(f["prompt_tokens"]),
-                cached_tokens=int(f["cached_tokens"]),
-                output_tokens=1,
-                method="cached",
-                hidden_state=f["hidden"].astype(np.float32),
-            )
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def _save(path: Path, verdict: LabelVerdict) -> None:
-    assert verdict.hidden_state is not None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(
-        tmp,
-        hidden=verdict.hidden_state,
-        probabilities=np.array([verdict.probabilities[c] for c in CATEGORIES]),
-        prompt_tokens=verdict.prompt_tokens,
-        cached_tokens=verdict.cached_tokens,
-    )
-    tmp.replace(path)
-
-
 async def collect(
     engine: Engine,
     cases: Sequence[LabelledCase],
@@ -106,25 +65,21 @@ async def collect(
 ) -> tuple[list[Collected], int]:
     """Every case's hidden state (cached or one model call) and today's decision for it."""
     out: list[Collected] = []
-    hits = 0
+    cache = HiddenStateCache(cache_dir)
     digest = engine.backend.model_digest
     for case in cases:
         request = DecisionRequest(case.text, case.channel, decision_id=case.case_id)
         prepared = engine.prepare(request)
         prompt = engine.prompts.render(prepared.redacted, case.channel)
-        path = cache_dir / f"{cache_key(digest, prompt)}.npz"
-        verdict = _load(path)
+        verdict = cache.get(digest, prompt)
         if verdict is None:
             verdict = await engine.ask_model(prompt, deadline_s=deadline_s)
-            if verdict.status is VerdictStatus.OK and verdict.hidden_state is not None:
-                _save(path, verdict)
-        else:
-            hits += 1
+            cache.put(digest, prompt, verdict)
         record = engine.conclude(prepared, replace(verdict, hidden_state=None))
         out.append(Collected(case, verdict.hidden_state, Prediction.from_record(case, record)))
         if on_step is not None:
             on_step(case.case_id)
-    return out, hits
+    return out, cache.hits
 
 
 # ----- fitting ----------------------------------------------------------------------------------

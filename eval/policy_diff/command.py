@@ -28,6 +28,7 @@ from engine import (
 )
 from engine.backends.base import LLMBackend
 from engine.backends.registry import BACKENDS, BackendSettings, build_backend
+from eval.hidden_cache import HiddenStateCache
 from eval.policy_diff.replay import (
     ReplayCase,
     Replayer,
@@ -58,6 +59,7 @@ class DiffOptions:
     policy: str | None = None
     deadline_s: float = 120.0
     max_listed: int = 50
+    cache_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ async def run_diff(options: DiffOptions, backend: LLMBackend) -> DiffResult:
                     backend,
                     rules_cache,
                     options.deadline_s,
+                    HiddenStateCache(options.cache_dir) if options.cache_dir else None,
                 )
             )
         report = render_report(
@@ -168,6 +171,7 @@ async def _diff_policy(
     backend: LLMBackend,
     rules_cache: RulesCache,
     deadline_s: float,
+    hidden_cache: HiddenStateCache | None,
 ) -> PolicyDiff:
     def build(loaded: LoadedPolicy) -> Engine:
         return Engine.build(
@@ -176,7 +180,7 @@ async def _diff_policy(
             rules_cache=rules_cache,
         )
 
-    replayer = Replayer(build(base), build(head), deadline_s=deadline_s)
+    replayer = Replayer(build(base), build(head), deadline_s=deadline_s, hidden_cache=hidden_cache)
     diff = PolicyDiff(base=base, head=head, comparisons=[])
     for case in cases:
         comparison = await replayer.compare(case)
@@ -206,6 +210,7 @@ def options_from(args: argparse.Namespace) -> DiffOptions:
         policy=args.policy,
         deadline_s=args.deadline_s,
         max_listed=args.max_listed,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
 
 
@@ -265,6 +270,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--backend", choices=BACKENDS, default=os.environ.get("SWITCHBOARD_BACKEND", "embedded")
     )
     diff.add_argument("--deadline-s", type=float, default=120.0, help="per model call")
+    diff.add_argument(
+        "--cache-dir",
+        default="eval/out/hidden-cache",
+        help="hidden states for probe heads, shared with `eval fit-head` (empty: no cache)",
+    )
     diff.add_argument("--max-listed", type=int, default=50, help="changes listed per section")
     diff.add_argument("--out", metavar="FILE", help="write the Markdown report here")
     diff.add_argument(

@@ -30,6 +30,7 @@ from engine import (
     VerdictStatus,
 )
 from engine.backends.base import LabelVerdict, RenderedPrompt
+from eval.hidden_cache import CACHED, HiddenStateCache
 
 SAFETY = Category.SAFETY_COMPLIANCE
 
@@ -187,7 +188,7 @@ class Comparison:
     case: ReplayCase
     base: DecisionRecord
     head: DecisionRecord
-    verdict_source: str  # "recorded", "model" (one call for both sides) or "model x2"
+    verdict_source: str  # "recorded", "cached", "model" (one call for both sides) or "model x2"
 
     @property
     def category_changed(self) -> bool:
@@ -214,6 +215,10 @@ class Comparison:
         return self.category_changed or self.review_changed or self.workflow_changed
 
 
+def _head_json(engine: Engine) -> str | None:
+    return None if engine.head is None else engine.head.to_json()
+
+
 def _route(record: DecisionRecord) -> tuple[object, ...]:
     w = record.workflow
     return (w.name, tuple(w.completed), w.next_step, w.status, w.queue)
@@ -222,17 +227,42 @@ def _route(record: DecisionRecord) -> tuple[object, ...]:
 class Replayer:
     """Decides cases under a base and a head engine that share one backend."""
 
-    def __init__(self, base: Engine, head: Engine, *, deadline_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        base: Engine,
+        head: Engine,
+        *,
+        deadline_s: float = 120.0,
+        hidden_cache: HiddenStateCache | None = None,
+    ) -> None:
         self.base = base
         self.head = head
         self.deadline_s = deadline_s
+        self.hidden_cache = hidden_cache
         self.model_calls = 0
+        # A probe head reads the hidden state, which no decision record holds. When the change
+        # under review is the head itself, a recorded verdict cannot show what it moves: the
+        # cache or the model must answer. When both sides share one head, a recorded verdict
+        # still isolates the policy change (both sides decide it without the head).
+        self.reads_hidden_state = base.head is not None or head.head is not None
+        self.head_changed = _head_json(base) != _head_json(head)
+
+    def _cached(self, engine: Engine, prompt: RenderedPrompt | None) -> LabelVerdict | None:
+        if self.hidden_cache is None or prompt is None or not self.reads_hidden_state:
+            return None
+        return self.hidden_cache.get(engine.backend.model_digest, prompt)
 
     async def _ask(self, engine: Engine, prompt: RenderedPrompt | None) -> LabelVerdict:
         if prompt is None:
             return LabelVerdict.failed(VerdictStatus.SKIPPED, "redaction failed: not sent")
+        cached = self._cached(engine, prompt)
+        if cached is not None:
+            return cached
         self.model_calls += 1
-        return await engine.ask_model(prompt, deadline_s=self.deadline_s)
+        verdict = await engine.ask_model(prompt, deadline_s=self.deadline_s)
+        if self.hidden_cache is not None and self.reads_hidden_state:
+            self.hidden_cache.put(engine.backend.model_digest, prompt, verdict)
+        return verdict
 
     async def compare(self, case: ReplayCase) -> Comparison | None:
         """Both decisions for ``case``; None when the message is not decidable (e.g. empty)."""
@@ -248,12 +278,19 @@ class Replayer:
             and base_prompt.messages == head_prompt.messages
             and self.base.prompts.choices == self.head.prompts.choices
         )
-        if same_prompt and case.recorded is not None:
-            base_verdict = head_verdict = case.recorded
-            source = "recorded"
+        recorded = case.recorded
+        if same_prompt and recorded is not None and recorded.hidden_state is None:
+            cached = self._cached(self.base, base_prompt)
+            if cached is not None:
+                recorded = cached
+            elif self.head_changed:
+                recorded = None
+        if same_prompt and recorded is not None:
+            base_verdict = head_verdict = recorded
+            source = "cached" if recorded.method == CACHED else "recorded"
         elif same_prompt:
             base_verdict = head_verdict = await self._ask(self.base, base_prompt)
-            source = "model"
+            source = "cached" if base_verdict.method == CACHED else "model"
         else:
             base_verdict = await self._ask(self.base, base_prompt)
             head_verdict = await self._ask(self.head, head_prompt)

@@ -229,6 +229,11 @@ def _verdicts(diff: PolicyDiff) -> str:
     parts = []
     if by_source["recorded"]:
         parts.append(f"{by_source['recorded']} recorded in the audit store, reused for both sides")
+    if by_source["cached"]:
+        parts.append(
+            f"{by_source['cached']} with their hidden state from the cache (no model call), "
+            "reused for both sides"
+        )
     if by_source["model"]:
         parts.append(f"{by_source['model']} from one model call reused for both sides")
     if by_source["model x2"]:

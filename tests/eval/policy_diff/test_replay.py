@@ -6,6 +6,7 @@ import csv
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine.backends.fake import FakeBackend, Scripted
@@ -17,6 +18,8 @@ from engine.policy.loader import load_policy
 from eval.policy_diff.command import EXIT_LEAVES_SAFETY, DiffOptions, run_diff
 from eval.policy_diff.replay import ReplayCase, read_audit_cases, read_csv_cases, sample
 from service.audit.sqlite import SQLiteAuditStore
+from tests.conftest import Editor
+from tests.engine.decide.test_head import _install_head
 
 FAINTED = "I fainted twice after my second dose of the new tablets."
 SEAL = "The seal was broken on the bottle of pills I received."
@@ -208,3 +211,41 @@ def test_csv_cases_and_a_stable_sample(tmp_path: Path) -> None:
     picked = sample(many, 10)
     assert len(picked) == 10
     assert picked == sample(list(reversed(many)), 10)[::-1]
+
+
+async def test_a_head_change_is_shown_from_hidden_states_not_recorded_verdicts(
+    repo: Path, tmp_path: Path, edit_policy: Editor
+) -> None:
+    """Records hold no hidden state: a diff that changes the head asks the model once per
+    message (or the cache), so it shows what the head moves; a second run costs no call."""
+    head = _install_head(repo / "policies" / "contact-center", edit_policy)
+    _git(repo, "add", "policies")
+    _git(repo, "commit", "-qm", "with a head", "--no-gpg-sign")
+    loaded = load_policy(repo / "policies" / "contact-center", repo / "prompts")
+    recorder = FakeBackend(default=Scripted.label(Category.INFORMATIONAL, 0.7))
+    engine = Engine.build(loaded, recorder, rules_cache=RulesCache())
+    store = SQLiteAuditStore(tmp_path / "audit.db")
+    for message in (ORDER, SEAL):
+        await store.append(await engine.decide(DecisionRequest(message, Channel.CHAT)))
+    await store.close()
+    edit_policy("policy.yaml", lambda d: d.pop("head"))  # the change: back to label probabilities
+
+    hidden = np.ones(head.dim, dtype=np.float32)
+    verdict = Scripted(Scripted.label(Category.SERVICE_ACTION).probabilities, hidden_state=hidden)
+    db = f"sqlite:///{tmp_path / 'audit.db'}"
+    options = DiffOptions(
+        base="HEAD", policies=repo / "policies", audit_db=db, cache_dir=tmp_path / "hidden"
+    )
+    first = FakeBackend(default=verdict)
+    result = await run_diff(options, first)
+    assert len(first.calls) == 2
+    (diff,) = result.diffs
+    assert [c.verdict_source for c in diff.comparisons] == ["model", "model"]
+    assert {c.base.llm.method for c in diff.comparisons} == {"probe_head"}
+    assert "probe_head" not in {c.head.llm.method for c in diff.comparisons}
+
+    again = FakeBackend()  # nothing scripted: a call would give an error verdict
+    result = await run_diff(options, again)
+    assert not again.calls
+    assert [c.verdict_source for c in result.diffs[0].comparisons] == ["cached", "cached"]
+    assert "2 with their hidden state from the cache" in result.report
