@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     broker_declare_queues: bool = Field(
         default=True, description="Declare and bind a durable queue per routing key used."
     )
+    claim_ttl_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="How long a reviewer's claim on a case lasts without renewal (seconds); "
+        "an expired claim can be taken by anyone.",
+    )
     delivery_max_attempts: int = Field(
         default=5, ge=1, description="Attempts before a refused hand-off is a dead letter."
     )

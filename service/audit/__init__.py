@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine import AuditStoreError
+from service.audit.claims import Claim
 from service.audit.search import (
     Cursor,
     CursorError,
@@ -39,6 +40,7 @@ from service.audit.store import (
 __all__ = [
     "AccessRecord",
     "AuditStore",
+    "Claim",
     "Cursor",
     "CursorError",
     "DecisionFilter",

@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from engine import AuditStoreError
-from service.audit import outbox, search
+from service.audit import claims, outbox, search
 from service.audit.group_commit import GroupCommitWriter, Work
 from service.audit.rows import SqlAuditStore
 
@@ -148,7 +148,7 @@ class PostgresAuditStore(SqlAuditStore):
     def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in [*_DDL, *search.INDEXES, *outbox.POSTGRES_DDL]:
+            for statement in [*_DDL, *search.INDEXES, *outbox.POSTGRES_DDL, *claims.POSTGRES_DDL]:
                 conn.execute(statement)
             for name, table, when, level in [*_TRIGGERS, *outbox.POSTGRES_TRIGGERS]:
                 conn.execute(

@@ -11,11 +11,13 @@ import abc
 import asyncio
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from engine import AuditStoreError, DecisionRecord
 from engine.decide.record import HandOff, encode_record
-from service.audit import outbox
+from service.audit import claims, outbox
+from service.audit.claims import Claim
 from service.audit.group_commit import GroupCommitWriter, Statement
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.audit.search import Cursor, DecisionFilter, SearchPage, search_statement, summary
@@ -152,7 +154,38 @@ class SqlAuditStore(abc.ABC):
         await self._writable().submit(
             (self._sql(_INSERT_REVIEW), review_row(outcome)),
             *self._outbox(handoffs, outcome.created_at),
+            (self._sql(claims.DROP), (outcome.decision_id,)),  # the case is worked: no claim
         )
+
+    # -- claims: who works a case (service.audit.claims) ---------------------------------------
+
+    async def claim(
+        self, decision_id: str, holder: str, *, ttl_s: float, now: datetime | None = None
+    ) -> Claim | None:
+        at = now or datetime.now(timezone.utc)
+        row = (decision_id, holder, claims.stamp(at), claims.stamp(at + timedelta(seconds=ttl_s)))
+        await self._writable().submit((self._sql(claims.CLAIM), row))
+        return await self.claim_of(decision_id, now=at)
+
+    async def release(self, decision_id: str, holder: str) -> None:
+        await self._writable().submit((self._sql(claims.RELEASE), (decision_id, holder)))
+
+    async def claim_of(self, decision_id: str, *, now: datetime | None = None) -> Claim | None:
+        at = claims.stamp(now or datetime.now(timezone.utc))
+        rows = await asyncio.to_thread(
+            self._read, self._sql(claims.LIVE + claims.ONE), (at, decision_id)
+        )
+        return Claim(*rows[0]) if rows else None
+
+    async def live_claims(
+        self, *, tenant: str | None = None, now: datetime | None = None
+    ) -> dict[str, Claim]:
+        at = claims.stamp(now or datetime.now(timezone.utc))
+        statement, args = claims.LIVE, [at]
+        if tenant is not None:
+            statement, args = statement + claims.OF_TENANT, [at, tenant]
+        rows = await asyncio.to_thread(self._read, self._sql(statement), tuple(args))
+        return {row[0]: Claim(*row) for row in rows}
 
     # -- the outbox: read by the dispatcher, settled through the same writer ------------------
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import AuditStoreError
-from service.audit import outbox, search
+from service.audit import claims, outbox, search
 from service.audit.group_commit import GroupCommitWriter, Statement, Work
 from service.audit.rows import SqlAuditStore
 
@@ -94,7 +94,7 @@ class SQLiteAuditStore(SqlAuditStore):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
-        self._writer.executescript(SCHEMA + outbox.SQLITE_DDL)
+        self._writer.executescript(SCHEMA + outbox.SQLITE_DDL + claims.SQLITE_DDL)
         _add_tenancy(self._writer)
         for index in search.INDEXES:
             self._writer.execute(index)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from engine import DecisionRecord, HandOff
+from service.audit.claims import Claim
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
 from service.audit.search import Cursor, DecisionFilter, SearchPage
 
@@ -91,7 +92,29 @@ class AuditStore(Protocol):
     ) -> dict[str, Any] | None: ...
 
     async def add_review(self, outcome: ReviewOutcome, handoffs: Sequence[HandOff] = ()) -> None:
-        """Commit the outcome and the follow-on hand-offs it implies, in one transaction."""
+        """Commit the outcome and the follow-on hand-offs it implies, in one transaction (which
+        also ends the decision's claim)."""
+        ...
+
+    async def claim(
+        self, decision_id: str, holder: str, *, ttl_s: float, now: datetime | None = None
+    ) -> Claim | None:
+        """Claim (or renew) unless someone else holds a live claim; the live claim afterwards:
+        ``holder``'s when it won. Of two claims at once exactly one wins."""
+        ...
+
+    async def release(self, decision_id: str, holder: str) -> None:
+        """End ``holder``'s claim (nothing when another holds it or nobody does)."""
+        ...
+
+    async def claim_of(self, decision_id: str, *, now: datetime | None = None) -> Claim | None:
+        """The decision's live (unexpired) claim."""
+        ...
+
+    async def live_claims(
+        self, *, tenant: str | None = None, now: datetime | None = None
+    ) -> dict[str, Claim]:
+        """Every live claim (of ``tenant``'s decisions), by decision id."""
         ...
 
     async def pending_handoffs(self, after_id: int, limit: int) -> list[OutboxEntry]:

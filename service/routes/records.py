@@ -1,8 +1,9 @@
 """Audit and review: stored decisions, the review queue, reviewer outcomes, labelled export.
 
-A reviewer's outcome continues the workflow: the reviewed category's workflow runs from its
-``after_review`` step (``Engine.after_review``), and the outcome is committed with the hand-offs
-that implies in one transaction, then delivered like any other hand-off.
+A reviewer claims a case (``/reviews/{id}/claim``) so nobody else works it, and resolves it;
+both go through ``service.reviews``, the path the workbench's case page uses too: the outcome
+continues the reviewed category's workflow from its ``after_review`` step and is committed with
+the hand-offs that implies in one transaction, then delivered like any other hand-off.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
-from engine.errors import PolicyNotFoundError
+from service import reviews
 from service.access.control import Caller
 from service.access.guard import requires
 from service.access.principal import Permission
 from service.api import ReviewRequest
-from service.audit import ReviewOutcome, now_iso
-from service.problems import ProblemError, documented
-from service.routes.reads import audit_access, visible_record
+from service.problems import documented
+from service.reviews import audit_access, visible
 from service.state import app_state
 
 router = APIRouter(tags=["audit and review"])
@@ -72,7 +72,7 @@ async def get_decision(
     decision_id: str, caller: Annotated[Caller, requires(Permission.READ_DECISIONS)]
 ) -> dict[str, Any]:
     tenant, store = caller.scoped()
-    record = await visible_record(caller, decision_id)
+    record = await visible(caller, decision_id)
     reviews = await store.reviews_for(decision_id)
     handoffs = await store.handoffs_for(decision_id)
     await audit_access(caller, "read_decision", [decision_id])
@@ -124,34 +124,51 @@ async def review(
     request: Request,
     caller: Annotated[Caller, requires(Permission.RESOLVE_REVIEWS)],
 ) -> dict[str, Any]:
-    state = app_state(request)
-    _, store = caller.scoped()
-    record = await visible_record(caller, decision_id)
-    engines = state.holder.active
-    if engines is None:
-        raise ProblemError(503, "Not ready", "No policy is loaded.", headers={"Retry-After": "5"})
-    try:
-        engine = engines.get(str(record["policy"]["id"]))
-    except PolicyNotFoundError as exc:
-        raise ProblemError(
-            409,
-            "Policy no longer loaded",
-            f"{exc}; the decision's workflow cannot continue until it is loaded again",
-        ) from exc
-    reviewer = caller.principal.subject
-    handoffs = engine.after_review(record, body.category, reviewer=reviewer)
-    outcome = ReviewOutcome(
-        decision_id=decision_id,
-        category=body.category.value,
-        note=body.note,
-        reviewer=reviewer,
-        created_at=now_iso(),
-    )
-    await store.add_review(outcome, handoffs)  # with its hand-offs, in the tenant's region
-    dispatcher = state.dispatcher_for(store)
-    if dispatcher is not None:
-        dispatcher.nudge()
-    return {**asdict(outcome), "handoffs": [h.idempotency_key for h in handoffs]}
+    done = await reviews.resolve(app_state(request), caller, decision_id, body.category, body.note)
+    return {**asdict(done.outcome), "handoffs": [h.idempotency_key for h in done.handoffs]}
+
+
+_CLAIM = {
+    "decision_id": _PENDING["decision_id"],
+    "holder": "pv-specialist-7",
+    "claimed_at": "2026-11-23T13:00:00.000000+00:00",
+    "expires_at": "2026-11-23T13:15:00.000000+00:00",
+}
+
+
+@router.post(
+    "/reviews/{decision_id}/claim",
+    summary="Claim a case so no other reviewer works it (renews the caller's own claim)",
+    responses=documented(
+        {
+            **_ACCESS,
+            404: "No such decision",
+            409: "Another reviewer holds a live claim",
+        },
+        example=_CLAIM,
+    ),
+)
+async def claim_case(
+    decision_id: str,
+    request: Request,
+    caller: Annotated[Caller, requires(Permission.RESOLVE_REVIEWS)],
+) -> dict[str, Any]:
+    return asdict(await reviews.claim(app_state(request), caller, decision_id))
+
+
+@router.delete(
+    "/reviews/{decision_id}/claim",
+    status_code=204,
+    summary="Release the caller's claim on a case",
+    responses=documented(
+        {**_ACCESS, 404: "No such decision", 409: "Another reviewer holds the claim"}
+    ),
+)
+async def release_case(
+    decision_id: str, caller: Annotated[Caller, requires(Permission.RESOLVE_REVIEWS)]
+) -> Response:
+    await reviews.release(caller, decision_id)
+    return Response(status_code=204)
 
 
 _EXPORT_COLUMNS = (

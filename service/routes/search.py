@@ -35,7 +35,7 @@ from service.audit import (
     SearchPage,
 )
 from service.problems import ProblemError, documented
-from service.routes.reads import audit_access
+from service.reviews import audit_access
 
 router = APIRouter(tags=["audit and review"])
 

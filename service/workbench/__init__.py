@@ -11,10 +11,16 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from service.workbench import docs, explorer, home, login
+from service.workbench import docs, explorer, home, login, queues
 from service.workbench.render import STATIC, PageTemplates
 
-ROUTERS: tuple[APIRouter, ...] = (login.router, home.router, docs.router, explorer.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    login.router,
+    home.router,
+    docs.router,
+    queues.router,
+    explorer.router,
+)
 
 __all__ = ["ROUTERS", "install"]
 

@@ -2,7 +2,7 @@
 and read one decision as words.
 
 The pages call the same search, export and scoped reads as the API (``service.routes.search``,
-``service.routes.reads``), so what a page shows is what ``GET /decisions`` answers, and every
+``service.reviews``), so what a page shows is what ``GET /decisions`` answers, and every
 read lands in the access audit the same way. Filters arrive as the form's query string: a bad
 value is shown on the page next to its field, never as a JSON 422.
 """
@@ -19,19 +19,21 @@ from engine.categories import Category
 from service.access.control import Caller
 from service.access.principal import Permission
 from service.audit import Cursor, CursorError, DecisionFilter, ReviewState
-from service.routes.reads import audit_access, visible_record
+from service.reviews import audit_access, visible
 from service.routes.search import EXPORT_MAX_ROWS, csv_export, find
 from service.state import app_state
 from service.workbench.access import page_caller
-from service.workbench.record_view import (
-    category_name,
-    path_in_words,
-    probability_bars,
-    workflow_in_words,
-)
+from service.workbench.explain import probability_bars, step_in_words
 from service.workbench.render import render
 
 router = APIRouter()
+
+# Short names for a table (the case page's ``explain.label`` explains each category at length).
+CATEGORY_NAMES = {
+    "informational": "informational",
+    "service_action": "service action",
+    "safety_compliance": "safety & compliance",
+}
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000  # "10,000+ match": counting further costs time and changes no decision
@@ -50,6 +52,31 @@ REVIEW_NAMES = {
     ReviewState.REVIEWED: "reviewed",
     ReviewState.NOT_NEEDED: "not needed",
 }
+
+
+def category_name(value: str | None) -> str:
+    return CATEGORY_NAMES.get(value or "", value or "none")
+
+
+def workflow_in_words(record: dict[str, Any]) -> str:
+    """What the category's workflow did and what happens next."""
+    workflow = record.get("workflow") or {}
+    done = workflow.get("completed") or []
+    status = workflow.get("status", "")
+    head = f"The {category_name(workflow.get('name'))} workflow"
+    head += f" ran {', '.join(done)}" if done else " ran no step yet"
+    nxt = workflow.get("next_step")
+    due = workflow.get("sla_due_at")
+    if status == "awaiting_review":
+        tail = f"; it waits for a person in the {workflow.get('queue')} queue at step {nxt}"
+        tail += f", due {due}." if due else "."
+    elif status == "dispatched":
+        tail = f"; it handed the case on at step {nxt}." if nxt else "; it handed the case on."
+    elif status == "completed":
+        tail = "; it is complete."
+    else:
+        tail = f"; status {status}, next step {nxt}."
+    return head + tail
 
 
 def _typed(request: Request) -> dict[str, str]:
@@ -195,7 +222,7 @@ async def decision(
     caller: Annotated[Caller, page_caller(Permission.READ_DECISIONS)],
 ) -> Response:
     _, store = caller.scoped()
-    record = await visible_record(caller, decision_id)
+    record = await visible(caller, decision_id)
     reviews = await store.reviews_for(decision_id)
     handoffs = await store.handoffs_for(decision_id)
     await audit_access(caller, "read_decision", [decision_id])
@@ -205,16 +232,15 @@ async def decision(
         state = REVIEW_NAMES[ReviewState.PENDING]
     else:
         state = REVIEW_NAMES[ReviewState.NOT_NEEDED]
-    bars, bar_source = probability_bars(record)
+    steps = record.get("decision_path") or []
     return render(
         request,
         caller,
         "decision.html",
         record=record,
         review_state=state,
-        path=path_in_words(record.get("decision_path") or []),
-        bars=bars,
-        bar_source=bar_source,
+        path=[(step_in_words(step, record), step) for step in steps],
+        bars=probability_bars(record),
         workflow=workflow_in_words(record),
         reviews=reviews,
         handoffs=handoffs,

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
 AXE = HERE / "vendor" / "axe.min.js"
+AXE_URL = "/__tests__/axe.min.js"  # answered by the browser context, never by the service
 TENANT = "acme"
 # The service starts Presidio and warms the model's prompt prefix: seconds on an idle machine,
 # longer when the 2 cores are shared.
@@ -115,34 +117,42 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
         keys = {role: store.create(TENANT, role, name=f"{TENANT}-{role.value}")[0] for role in Role}
     finally:
         store.close()
-    port = free_port()
     env = {
-        **os.environ,
-        "SWITCHBOARD_POLICIES": str(REPO / "policies"),
-        "SWITCHBOARD_PROMPTS": str(REPO / "prompts"),
         "SWITCHBOARD_TENANTS": str(tenants),
-        "SWITCHBOARD_AUDIT_DB": str(root / "audit.db"),
         "SWITCHBOARD_KEYS_DB": str(keys_db),
-        "SWITCHBOARD_REGION": "local",
         "SWITCHBOARD_BACKEND": "embedded",
         "SWITCHBOARD_AUTH": "on",
         "SWITCHBOARD_MODEL_QUEUE": "32",
         "SWITCHBOARD_BREAKER_FAILURES": "1000",
         "SWITCHBOARD_DELIVERY_POLL_S": "0.2",
     }
+    with serving(root, env) as url:
+        yield Workbench(url, keys, root, root / "serve.log", keys_db)
+
+
+@contextmanager
+def serving(root: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """``switchboard serve`` on a free loopback port with the repository's policies, its audit
+    store in ``root``; stopped when the block ends."""
+    port = free_port()
+    full = {
+        **os.environ,
+        "SWITCHBOARD_POLICIES": str(REPO / "policies"),
+        "SWITCHBOARD_PROMPTS": str(REPO / "prompts"),
+        "SWITCHBOARD_AUDIT_DB": str(root / "audit.db"),
+        "SWITCHBOARD_REGION": "local",
+        **env,
+    }
     log = root / "serve.log"
+    command = [sys.executable, "-m", "engine", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=root,
+            [*command, *args], env=full, stdout=out, stderr=subprocess.STDOUT, cwd=root
         )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc, log)
-        yield Workbench(url, keys, root, log, keys_db)
+        yield url
     finally:
         proc.terminate()
         try:
@@ -150,6 +160,16 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def dev_workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """What ``make run`` starts (``--no-auth``: the development login), with the repository's
+    tenants; the scripted backend, since these tests only log in and look around."""
+    root = tmp_path_factory.mktemp("make-run")
+    env = {"SWITCHBOARD_TENANTS": str(REPO / "tenants"), "SWITCHBOARD_BACKEND": "fake"}
+    with serving(root, {**env, "SWITCHBOARD_WARM_UP": "false"}, "--no-auth") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -179,14 +199,13 @@ def page_as(workbench: Workbench, browser: Any) -> Iterator[PageAs]:
     """``page_as(Role.REVIEWER)`` (or ``"reviewer"``): a page logged in with that role's key, at
     the home page; ``page_as(role, key=...)`` logs in with another key."""
     contexts: list[Any] = []
+    refused: list[str] = []
 
     def open_as(role: Role | str, *, key: str | None = None) -> Any:
-        # bypass_csp: the axe fixture injects axe-core as an inline script, which the pages'
-        # Content-Security-Policy (rightly) refuses.
-        context = browser.new_context(base_url=workbench.url, viewport=VIEWPORT, bypass_csp=True)
-        context.set_default_timeout(30_000)
+        context = new_context(browser, workbench.url)
         contexts.append(context)
         page = context.new_page()
+        watch_csp(page, refused)
         page.goto("/login")
         page.get_by_label("API key").fill(key or workbench.keys[Role(role)])
         page.get_by_role("button", name="Log in").click()
@@ -196,6 +215,29 @@ def page_as(workbench: Workbench, browser: Any) -> Iterator[PageAs]:
     yield open_as
     for context in contexts:
         context.close()
+    # The pages' Content-Security-Policy allows this server's files only: an inline script or
+    # an outside resource would work nowhere, so a refusal fails the test.
+    assert refused == [], refused
+
+
+def new_context(browser: Any, url: str) -> Any:
+    """A fresh browser profile (no cookies) on the served ``url``, axe-core ready to inject."""
+    context = browser.new_context(base_url=url, viewport=VIEWPORT)
+    context.set_default_timeout(30_000)
+    # axe-core is test-only: the browser gets it as if from the workbench's own origin (the
+    # Content-Security-Policy allows 'self'), without the service ever serving it.
+    context.route(
+        f"{url}{AXE_URL}",
+        lambda route: route.fulfill(path=str(AXE), content_type="text/javascript"),
+    )
+    return context
+
+
+def watch_csp(page: Any, refused: list[str]) -> None:
+    page.on(
+        "console",
+        lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
 
 
 @pytest.fixture
@@ -212,7 +254,7 @@ def shot() -> Callable[[Any, str], Path]:
 @pytest.fixture
 def axe() -> Callable[[Any], None]:
     def check(page: Any) -> None:
-        page.add_script_tag(path=str(AXE))
+        page.add_script_tag(url=AXE_URL)
         result = page.evaluate(
             """async () => await axe.run(document, {
                 runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from service.access.principal import Role
-from tests.browser.conftest import PageAs, Workbench
+from tests.browser.conftest import PageAs, Workbench, new_context
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -15,7 +15,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 def test_login_page_is_accessible(
     workbench: Workbench, browser: Any, shot: Callable[[Any, str], Any], axe: Callable[[Any], None]
 ) -> None:
-    context = browser.new_context(base_url=workbench.url, bypass_csp=True)
+    context = new_context(browser, workbench.url)
     page = context.new_page()
     page.goto("/")  # anonymous: sent to the login page, and back after it
     assert page.url.endswith("/login?next=/")
@@ -39,7 +39,9 @@ def test_each_role_sees_its_home(
     page.wait_for_url("**/login")
 
 
-def test_docs_fetch_nothing_from_another_host(page_as: PageAs, workbench: Workbench) -> None:
+def test_docs_fetch_nothing_from_another_host(
+    page_as: PageAs, shot: Callable[[Any, str], Any]
+) -> None:
     page = page_as(Role.CLIENT)
     hosts: list[str] = []
     page.on("request", lambda request: hosts.append(urlsplit(request.url).hostname or ""))
@@ -47,3 +49,4 @@ def test_docs_fetch_nothing_from_another_host(page_as: PageAs, workbench: Workbe
     page.get_by_text("Contact-center triage decisions").wait_for()
     assert hosts
     assert set(hosts) <= LOOPBACK, hosts
+    shot(page, "api-docs")

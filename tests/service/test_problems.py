@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from engine import AuditStoreError, DecisionRecord, HandOff, PromptRenderError
 from service.app import create_app
 from service.audit import (
     AccessRecord,
+    Claim,
     Cursor,
     DecisionFilter,
     LabelledReview,
@@ -55,6 +57,22 @@ class _BrokenStore:
         return None
 
     async def add_review(self, outcome: ReviewOutcome, handoffs: Sequence[HandOff] = ()) -> None:
+        raise self.error
+
+    async def claim(
+        self, decision_id: str, holder: str, *, ttl_s: float, now: datetime | None = None
+    ) -> Claim | None:
+        raise self.error
+
+    async def release(self, decision_id: str, holder: str) -> None:
+        raise self.error
+
+    async def claim_of(self, decision_id: str, *, now: datetime | None = None) -> Claim | None:
+        raise self.error
+
+    async def live_claims(
+        self, *, tenant: str | None = None, now: datetime | None = None
+    ) -> dict[str, Claim]:
         raise self.error
 
     async def pending_handoffs(self, after_id: int, limit: int) -> list[OutboxEntry]:

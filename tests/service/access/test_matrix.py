@@ -36,6 +36,8 @@ ALLOWED: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/decisions.csv"): {Role.AUDITOR},
     ("GET", "/reviews"): {Role.REVIEWER, Role.AUDITOR},
     ("POST", "/reviews/{decision_id}"): {Role.REVIEWER},
+    ("POST", "/reviews/{decision_id}/claim"): {Role.REVIEWER},  # issue 14: claims
+    ("DELETE", "/reviews/{decision_id}/claim"): {Role.REVIEWER},
     ("GET", "/reviews/export"): {Role.AUDITOR},
     ("GET", "/admin/policies"): {Role.ADMIN},
     ("POST", "/admin/reload"): {Role.ADMIN},
@@ -45,6 +47,7 @@ ALLOWED: dict[tuple[str, str], set[Role] | str] = {
 }
 SUCCESS = {
     ("POST", "/reviews/{decision_id}"): {201},
+    ("DELETE", "/reviews/{decision_id}/claim"): {204},
     ("POST", "/admin/rollback"): {200, 409},  # 409 when the other cell already rolled back
 }
 

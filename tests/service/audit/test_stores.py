@@ -373,4 +373,5 @@ async def test_open_store_builds_postgres_from_a_url() -> None:
                 (schema,),
             ).fetchone()
             pg.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-    assert tables == (5,)  # decisions, reviews, accesses, outbox, outbox_delivery: all there
+    # decisions, reviews, accesses, outbox, outbox_delivery, claims: all there
+    assert tables == (6,)

@@ -17,6 +17,7 @@ import pytest
 from engine.backends.fake import Scripted
 from engine.categories import Category
 from service.access.principal import Role
+from service.workbench.explorer import workflow_in_words
 from tests.service.access.conftest import World
 from tests.service.conftest import Served
 
@@ -172,10 +173,10 @@ def test_a_decision_reads_as_words(served: Served, auditor: httpx.Client) -> Non
     for expected in (
         "I fainted after the second pill",
         "Channel chat",
-        "The model read the message as informational (90% sure).",
+        "The model read the message as informational (a question to answer), 90% likely.",
         "Rule safety-severe-event fired:",
-        "The rule moves it from informational to safety & compliance.",
-        "Every safety & compliance case gets a human review.",
+        "A rule moved the category from informational",
+        "Every safety case is reviewed by a person",
         "safety-severe-event Serious outcomes",
         "informational (model's label) 90.0%",
         "waits for a person in the pharmacovigilance queue",
@@ -225,3 +226,31 @@ def test_a_reviewer_explores_only_their_queues(world: World) -> None:
             assert not set(_rows(page.text)) & {world.decisions["globex"], world.pending["globex"]}
             one = client.get(f"/explorer/decisions/{world.pending['acme']}", headers=HTML)
             assert one.status_code == (200 if sees else 404)
+
+
+def test_the_workflow_in_words() -> None:
+    waiting = {
+        "workflow": {
+            "name": "safety_compliance",
+            "completed": ["enrich", "create_case_record"],
+            "next_step": "pv_review",
+            "status": "awaiting_review",
+            "queue": "pharmacovigilance",
+            "sla_due_at": "2026-11-24T12:00:00+00:00",
+        }
+    }
+    assert workflow_in_words(waiting) == (
+        "The safety & compliance workflow ran enrich, create_case_record; it waits for a person "
+        "in the pharmacovigilance queue at step pv_review, due 2026-11-24T12:00:00+00:00."
+    )
+    sent = {
+        "workflow": {
+            "name": "service_action",
+            "completed": [],
+            "next_step": "ticket",
+            "status": "dispatched",
+        }
+    }
+    assert workflow_in_words(sent) == (
+        "The service action workflow ran no step yet; it handed the case on at step ticket."
+    )
