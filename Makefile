@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 # Development: authentication off (every request is tenant `dev` with every role), which `serve`
-# allows on a loopback bind only. With keys instead: docs/security.md.
+# allows on a loopback bind only. With keys instead: docs/security.md. The workbench opens at
+# http://127.0.0.1:8000/ with a development login (pick a role): docs/workbench.md.
 run: install
 	$(BIN)/switchboard serve --host 127.0.0.1 --port 8000 --no-auth
 

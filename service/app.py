@@ -36,6 +36,7 @@ from service.runtime import EngineHolder
 from service.settings import Settings
 from service.state import AppState
 from service.workbench import install as install_workbench
+from service.workbench.render import page_problem
 
 log = logging.getLogger("switchboard.service")
 
@@ -209,7 +210,7 @@ def create_app(
     )
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverloadShedding)  # outermost: a refusal must not read or parse anything
-    install_problem_handlers(app)
+    install_problem_handlers(app, pages=page_problem)
     for router in (
         classify.router,
         admin.router,

@@ -48,6 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
             "with every role",
             file=sys.stderr,
         )
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"the workbench: http://{shown}:{args.port}/  (API reference: /docs)", file=sys.stderr)
     configure_logging(settings.log_level)
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import (
@@ -85,23 +86,17 @@ def _validation_detail(exc: RequestValidationError) -> list[str]:
     return out
 
 
-def _wants_page(request: Request) -> bool:
-    """A workbench page's request (not the API's), from a client that asked for HTML."""
-    endpoint = getattr(request.scope.get("route"), "endpoint", None)
-    page = getattr(endpoint, "__module__", "").startswith("service.workbench.")
-    return page and "text/html" in request.headers.get("accept", "")
+# The workbench's answer to a ``ProblemError`` raised by one of its pages (an HTML page, or the
+# login for a browser without a session); None leaves the problem+json answer.
+PageProblem = Callable[[Request, ProblemError], "Response | None"]
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, *, pages: PageProblem | None = None) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> Response:
-        if _wants_page(request):  # a browser on a workbench page: a page, or the login
-            from service.workbench.access import LoginRequiredError
-            from service.workbench.render import problem_page
-
-            if isinstance(exc, LoginRequiredError):
-                return RedirectResponse(exc.location, status_code=303)
-            return problem_page(request, exc.status, exc.title, exc.detail)
+        page = pages(request, exc) if pages is not None else None
+        if page is not None:  # a browser on a workbench page: a page, or the login
+            return page
         return problem_response(
             exc.status, exc.title, exc.detail, problems=exc.problems, headers=exc.headers
         )

@@ -155,7 +155,7 @@ def _step_words(workflow: Workflow, name: str | None) -> str:
         return "The workflow ends with your review; nothing is handed on."
     step = workflow.steps[name]
     where = f" ({step.integration})" if step.action is StepAction.EXTERNAL else ""
-    return f"{step.description or name}{where}"
+    return f"{(step.description or name).rstrip('.')}{where}"
 
 
 def next_steps(policy: Policy | None, decided: str) -> list[NextStep]:

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from service.access.control import Caller
-from service.workbench.access import CSRF_COOKIE, csrf_token, set_cookie
+from service.problems import ProblemError
+from service.workbench.access import CSRF_COOKIE, LoginRequiredError, csrf_token, set_cookie
 from service.workbench.nav import NAV, NavLink
 
 HERE = Path(__file__).resolve().parent
@@ -86,3 +87,15 @@ def problem_page(request: Request, status: int, title: str, detail: str) -> HTML
     return render(
         request, None, "problem.html", status_code=status, status=status, title=title, detail=detail
     )
+
+
+def page_problem(request: Request, exc: ProblemError) -> Response | None:
+    """A workbench page's problem for a browser (it asked for HTML): the login for one without
+    a session, else the problem as a page. None for the API, which answers problem+json."""
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    page = getattr(endpoint, "__module__", "").startswith("service.workbench.")
+    if not page or "text/html" not in request.headers.get("accept", ""):
+        return None
+    if isinstance(exc, LoginRequiredError):
+        return RedirectResponse(exc.location, status_code=303)
+    return problem_page(request, exc.status, exc.title, exc.detail)

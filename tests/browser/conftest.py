@@ -107,7 +107,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
+def workbench(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Workbench]:
+    # ``browser`` first: without Chromium the tests skip (or fail in CI) before a server starts.
     root = tmp_path_factory.mktemp("workbench")
     tenants = root / "tenants"
     _write_tenant(tenants)
@@ -163,7 +164,7 @@ def serving(root: Path, env: dict[str, str], *args: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def dev_workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def dev_workbench(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[str]:
     """What ``make run`` starts (``--no-auth``: the development login), with the repository's
     tenants; the scripted backend, since these tests only log in and look around."""
     root = tmp_path_factory.mktemp("make-run")

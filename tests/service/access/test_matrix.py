@@ -129,7 +129,7 @@ def test_the_matrix_covers_every_route() -> None:
         if declared_permission(r) is Permission.PUBLIC
     }
     assert declared_public == public
-    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 15 * 4 * 4
+    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 17 * 4 * 4
 
 
 @pytest.mark.parametrize(("route", "role", "case"), _cells())
