@@ -63,8 +63,11 @@ def _login(client: httpx.Client, key: str) -> None:
     assert r.status_code == 303, r.text
 
 
-def crawl(world: World, client: httpx.Client) -> tuple[dict[str, int], list[str]]:
-    """Status of every URL reached, and the problems seen on the way."""
+def crawl(
+    world: World, client: httpx.Client, *, anonymous: bool = False
+) -> tuple[dict[str, int], list[str]]:
+    """Status of every URL reached, and the problems seen on the way (without a session, a
+    page other than the login and the API reference is a problem too)."""
     fetched: dict[str, int] = {}
     problems: list[str] = []
     todo = list(reversed(seeds(world)))
@@ -76,6 +79,8 @@ def crawl(world: World, client: httpx.Client) -> tuple[dict[str, int], list[str]
         fetched[path] = r.status_code
         if r.status_code >= 500:
             problems.append(f"{path}: HTTP {r.status_code}")
+        if anonymous and r.url.path not in {"/login", "/docs"}:
+            problems.append(f"{path}: shown without a session ({r.url.path})")
         if "html" in r.headers.get("content-type", ""):
             problems.extend(f"{path}: names {u}" for u in outside_references(r.text, world.url))
             foreign = {world.decisions["globex"], world.pending["globex"]}
@@ -91,7 +96,7 @@ def crawled(world: World) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     problems: list[str] = []
     with httpx.Client(base_url=world.url, timeout=60) as client:
-        fetched, seen = crawl(world, client)  # no session: every page sends to /login
+        fetched, seen = crawl(world, client, anonymous=True)  # every page sends to /login
         out["anonymous"], problems = fetched, seen
         for role in Role:
             _login(client, world.keys[("acme", role)])
