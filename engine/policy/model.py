@@ -97,8 +97,9 @@ class ModelInput(_Strict):
         default_factory=list,
         max_length=20,
         description=(
-            "Keyword groups: a clause (split at . ! ? ; , and line ends) that matches one is "
-            "withheld from the model, so an instruction inside a message never reaches it."
+            "Keyword groups naming instructions to the classifier: from where a match starts to "
+            "the end of its sentence, the text is withheld from the model (a quoted or signature "
+            "line that matches, whole), so an instruction inside a message never reaches it."
         ),
     )
 
