@@ -254,3 +254,16 @@ def test_the_workflow_in_words() -> None:
     assert workflow_in_words(sent) == (
         "The service action workflow ran no step yet; it handed the case on at step ticket."
     )
+
+
+def test_a_decision_links_to_the_searches_it_belongs_to(
+    served: Served, auditor: httpx.Client
+) -> None:
+    decided = _decide(served)
+    fainted = decided[1]
+    page = auditor.get(f"/explorer/decisions/{fainted['decision_id']}")
+    by_rule = auditor.get("/explorer?rule=safety-severe-event")
+    assert 'href="/explorer?rule=safety-severe-event"' in page.text
+    assert _rows(by_rule.text) == [fainted["decision_id"]]
+    revision = fainted["policy"]["revision"]
+    assert f'href="/explorer?policy_revision={revision}"' in page.text
