@@ -36,6 +36,7 @@ class QueueRow:
     """One pending case as its queue lists it."""
 
     decision_id: str
+    queue: str | None
     received: str
     category: str
     deadline: datetime | None
@@ -77,6 +78,7 @@ def queue_rows(
         rows.append(
             QueueRow(
                 item.decision_id,
+                item.queue,
                 item.created_at,
                 item.category,
                 deadline,
@@ -115,10 +117,7 @@ async def queues(
     sla = {c.value: explain.sla_hours(policies, c.value) for c in Category}
     rows = queue_rows(pending, claims, sla, datetime.now(timezone.utc))
     await reviews.audit_access(caller, "list_reviews", [r.decision_id for r in rows])
-    lists = [
-        Queue(name, _title(name), [r for r in rows if _queue_of(pending, r) == name])
-        for name in names
-    ]
+    lists = [Queue(name, _title(name), [r for r in rows if r.queue == name]) for name in names]
     return render(
         request,
         caller,
@@ -127,10 +126,6 @@ async def queues(
         may_resolve=caller.principal.may(Permission.RESOLVE_REVIEWS),
         done=request.query_params.get("done"),
     )
-
-
-def _queue_of(pending: list[PendingReview], row: QueueRow) -> str | None:
-    return next(p.queue for p in pending if p.decision_id == row.decision_id)
 
 
 @router.get("/cases/{decision_id}")

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -31,7 +32,9 @@ from service.access.principal import Role
 from tests.conftest import REPO
 from tests.service.conftest import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium; SWITCHBOARD_TEST_CHROMIUM points at another build already on the machine
+# (the GitHub runner has Google Chrome, not Debian's package).
+CHROMIUM = Path(os.environ.get("SWITCHBOARD_TEST_CHROMIUM", "/usr/bin/chromium"))
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
 AXE = HERE / "vendor" / "axe.min.js"
@@ -41,6 +44,7 @@ TENANT = "acme"
 # longer when the 2 cores are shared.
 START_TIMEOUT_S = 600
 VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -107,8 +111,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def workbench(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Workbench]:
-    # ``browser`` first: without Chromium the tests skip (or fail in CI) before a server starts.
+def workbench(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[Workbench]:
+    # ``chromium`` first: without it the tests skip (or fail in CI) before a server starts.
     root = tmp_path_factory.mktemp("workbench")
     tenants = root / "tenants"
     _write_tenant(tenants)
@@ -164,7 +168,7 @@ def serving(root: Path, env: dict[str, str], *args: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def dev_workbench(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[str]:
+def dev_workbench(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[str]:
     """What ``make run`` starts (``--no-auth``: the development login), with the repository's
     tenants; the scripted backend, since these tests only log in and look around."""
     root = tmp_path_factory.mktemp("make-run")
@@ -174,22 +178,31 @@ def dev_workbench(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Ite
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def chromium() -> Path:
+    """The browser binary; missing, the browser tests skip, or fail under ``CI=true``."""
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: apt-get install chromium"
+        message = f"{CHROMIUM} is missing: apt-get install chromium (or SWITCHBOARD_TEST_CHROMIUM)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message}; CI must run the browser tests")
         pytest.skip(message)
+    return CHROMIUM
+
+
+# Module scope, not session: sync Playwright keeps its asyncio loop running in this thread while
+# it is started, and every pytest-asyncio test after it would fail ("Runner.run() cannot be
+# called from a running event loop"). Stopped after each module, it is gone before other tests.
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        launched = playwright.chromium.launch(
+            executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
         )
         try:
-            yield chromium
+            yield launched
         finally:
-            chromium.close()
+            launched.close()
 
 
 PageAs = Callable[..., Any]
@@ -198,15 +211,15 @@ PageAs = Callable[..., Any]
 @pytest.fixture
 def page_as(workbench: Workbench, browser: Any) -> Iterator[PageAs]:
     """``page_as(Role.REVIEWER)`` (or ``"reviewer"``): a page logged in with that role's key, at
-    the home page; ``page_as(role, key=...)`` logs in with another key."""
+    the home page; ``page_as(role, key=...)`` logs in with another key. The test fails if a page
+    asked for anything from another host or broke the Content-Security-Policy."""
     contexts: list[Any] = []
     refused: list[str] = []
 
     def open_as(role: Role | str, *, key: str | None = None) -> Any:
-        context = new_context(browser, workbench.url)
+        context = new_context(browser, workbench.url, refused)
         contexts.append(context)
         page = context.new_page()
-        watch_csp(page, refused)
         page.goto("/login")
         page.get_by_label("API key").fill(key or workbench.keys[Role(role)])
         page.get_by_role("button", name="Log in").click()
@@ -216,13 +229,16 @@ def page_as(workbench: Workbench, browser: Any) -> Iterator[PageAs]:
     yield open_as
     for context in contexts:
         context.close()
-    # The pages' Content-Security-Policy allows this server's files only: an inline script or
-    # an outside resource would work nowhere, so a refusal fails the test.
     assert refused == [], refused
 
 
-def new_context(browser: Any, url: str) -> Any:
-    """A fresh browser profile (no cookies) on the served ``url``, axe-core ready to inject."""
+def new_context(browser: Any, url: str, refused: list[str]) -> Any:
+    """A fresh browser profile (no cookies) on the served ``url``, axe-core ready to inject.
+
+    ``refused`` collects what must never happen: a request to another host (the page would be
+    broken on an air-gapped network) and anything the pages' Content-Security-Policy refused
+    (an inline script or an outside resource works nowhere). Assert it empty at the end.
+    """
     context = browser.new_context(base_url=url, viewport=VIEWPORT)
     context.set_default_timeout(30_000)
     # axe-core is test-only: the browser gets it as if from the workbench's own origin (the
@@ -231,14 +247,19 @@ def new_context(browser: Any, url: str) -> Any:
         f"{url}{AXE_URL}",
         lambda route: route.fulfill(path=str(AXE), content_type="text/javascript"),
     )
+
+    def on_request(request: Any) -> None:
+        host = urlsplit(request.url).hostname
+        if request.url.startswith(("http:", "https:")) and host not in LOOPBACK:
+            refused.append(f"request to another host: {request.url}")
+
+    def on_console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    context.on("request", on_request)
+    context.on("console", on_console)
     return context
-
-
-def watch_csp(page: Any, refused: list[str]) -> None:
-    page.on(
-        "console",
-        lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None,
-    )
 
 
 @pytest.fixture

@@ -7,15 +7,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from service.access.principal import Role
-from tests.browser.conftest import PageAs, Workbench, new_context
-
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+from tests.browser.conftest import LOOPBACK, PageAs, Workbench, new_context
 
 
 def test_login_page_is_accessible(
     workbench: Workbench, browser: Any, shot: Callable[[Any, str], Any], axe: Callable[[Any], None]
 ) -> None:
-    context = new_context(browser, workbench.url)
+    refused: list[str] = []
+    context = new_context(browser, workbench.url, refused)
     page = context.new_page()
     page.goto("/")  # anonymous: sent to the login page, and back after it
     assert page.url.endswith("/login?next=/")
@@ -25,6 +24,7 @@ def test_login_page_is_accessible(
     axe(page)
     shot(page, "login")
     context.close()
+    assert refused == []
 
 
 def test_each_role_sees_its_home(

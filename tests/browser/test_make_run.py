@@ -11,7 +11,8 @@ from tests.browser.conftest import new_context
 def test_make_run_opens_the_workbench_with_a_development_login(
     dev_workbench: str, browser: Any, shot: Callable[[Any, str], Any], axe: Callable[[Any], None]
 ) -> None:
-    context = new_context(browser, dev_workbench)
+    refused: list[str] = []
+    context = new_context(browser, dev_workbench, refused)
     page = context.new_page()
     page.goto("/")
     page.wait_for_url("**/login?next=/")
@@ -25,3 +26,4 @@ def test_make_run_opens_the_workbench_with_a_development_login(
     page.get_by_role("link", name="Review queues").first.click()
     page.get_by_role("heading", name="Review queues").wait_for()
     context.close()
+    assert refused == []

@@ -3,9 +3,12 @@ unchanged, see it leave the queue; its hand-off is committed exactly once. Timed
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,6 +31,26 @@ def _classify(workbench: Workbench, message: str) -> dict[str, Any]:
     return body
 
 
+def _received_long_ago(workbench: Workbench, decision_id: str, hours: float) -> str:
+    """A copy of a stored decision as if it had arrived ``hours`` ago (an overdue case), written
+    into the service's SQLite store the way the service writes one (decisions are insert-only)."""
+    with sqlite3.connect(workbench.audit_db, timeout=30) as db:
+        db.row_factory = sqlite3.Row
+        row = dict(
+            db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone()
+        )
+        record = json.loads(row["record"])
+        old = datetime.fromisoformat(record["created_at"]) - timedelta(hours=hours)
+        copy = uuid.uuid4().hex
+        record.update(decision_id=copy, created_at=old.isoformat())
+        row.update(decision_id=copy, created_at=old.isoformat(), record=json.dumps(record))
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        insert = f"INSERT INTO decisions ({columns}) VALUES ({marks})"  # noqa: S608
+        db.execute(insert, tuple(row.values()))
+    return copy
+
+
 @pytest.fixture(scope="module")
 def safety_case(workbench: Workbench) -> str:
     for message in OTHERS:
@@ -38,9 +61,15 @@ def safety_case(workbench: Workbench) -> str:
     return str(body["decision_id"])
 
 
+@pytest.fixture(scope="module")
+def overdue_case(workbench: Workbench, safety_case: str) -> str:
+    return _received_long_ago(workbench, safety_case, hours=26)  # the safety SLA is 24 h
+
+
 def test_reviewer_confirms_a_safety_case(
     workbench: Workbench,
     safety_case: str,
+    overdue_case: str,
     page_as: PageAs,
     shot: Callable[[Any, str], Any],
     axe: Callable[[Any], None],
@@ -54,6 +83,10 @@ def test_reviewer_confirms_a_safety_case(
     link = queue.get_by_role("link", name=f"{case[:12]}…")
     link.wait_for()
     opened_queue = time.perf_counter()
+    rows = queue.get_by_role("row")
+    assert overdue_case[:12] in rows.nth(1).inner_text()  # soonest deadline first
+    assert "Overdue" in rows.nth(1).inner_text()
+    assert "left" in queue.get_by_role("row").filter(has_text=case[:12]).inner_text()
     shot(page, "queues")
     axe(page)
     link.click()
@@ -114,3 +147,31 @@ def test_a_second_reviewer_sees_the_claim_and_cannot_work_the_case(
     assert bob.get_by_role("button", name="Claim this case").count() == 0
     assert "acme-reviewer is working this case" in bob.locator("main").inner_text()
     shot(bob, "case-claimed-by-another")
+
+
+def _tab_to(page: Any, name: str, limit: int = 60) -> None:
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("() => document.activeElement?.textContent?.trim() ?? ''")
+        if focused == name:
+            return
+    raise AssertionError(f"{name!r} is not reachable with Tab")
+
+
+def test_a_case_can_be_worked_with_the_keyboard_alone(
+    workbench: Workbench, page_as: PageAs
+) -> None:
+    case = str(_classify(workbench, ADVERSE)["decision_id"])
+    page = page_as(Role.REVIEWER)
+    page.goto("/queues")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    _tab_to(page, f"{case[:12]}…")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/cases/{case}")
+    _tab_to(page, "Claim this case")
+    page.keyboard.press("Enter")
+    page.get_by_label("Category").wait_for()
+    _tab_to(page, "Save the review")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/queues?done={case}")

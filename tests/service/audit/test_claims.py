@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+from service.audit import AuditStore, SQLiteAuditStore
 from tests.service.audit.test_stores import Backend, make_record, review_of
 
 T0 = datetime(2026, 12, 5, 8, 0, tzinfo=timezone.utc)
@@ -72,3 +74,28 @@ async def test_live_claims_of_one_tenant(backend: Backend) -> None:
         await backend.store.claim(record.decision_id, "ann", ttl_s=600)
     assert set(await backend.store.live_claims(tenant="acme")) == {ours.decision_id}
     assert len(await backend.store.live_claims()) == 2
+
+
+async def test_two_replicas_claiming_at_once_agree_on_one_winner(backend: Backend) -> None:
+    """Two store instances on one database (two replicas, each with its own writer)."""
+    if backend.kind == "sqlite":
+        other: AuditStore = SQLiteAuditStore(Path(backend.location))
+    else:
+        from service.audit.postgres import PostgresAuditStore
+
+        other = PostgresAuditStore(backend.location, schema=backend.schema)
+    try:
+        records = [make_record(i, review=True) for i in range(20)]
+        for record in records:
+            await backend.store.append(record)
+        for record in records:
+            ann, bob = await asyncio.gather(
+                backend.store.claim(record.decision_id, "ann", ttl_s=600),
+                other.claim(record.decision_id, "bob", ttl_s=600),
+            )
+            assert ann is not None
+            assert bob is not None
+            winners = [who for who, seen in (("ann", ann), ("bob", bob)) if seen.holder == who]
+            assert len(winners) == 1, (ann, bob)
+    finally:
+        await other.close()

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from service.access.guard import all_routes
 from service.app import create_app
 from service.settings import Settings
+from service.workbench.access import csrf_check
 from tests.service.access.conftest import World
 from tests.service.conftest import Served
 
@@ -44,6 +45,22 @@ def test_every_page_declares_who_may_open_it() -> None:
         if page_permission(r) is None and (method, r.path) not in PUBLIC_PAGES
     ]
     assert undeclared == []
+
+
+def _calls(route: Any) -> set[Any]:
+    found, pending = set(), list(route.dependant.dependencies)
+    while pending:
+        dep = pending.pop()
+        found.add(dep.call)
+        pending.extend(dep.dependencies)
+    return found
+
+
+def test_every_post_form_checks_the_csrf_token() -> None:
+    posts = [r for r in page_routes(create_app(Settings())) if "POST" in r.methods]
+    assert posts
+    unchecked = [r.path for r in posts if csrf_check not in _calls(r)]
+    assert unchecked == [], "add dependencies=[Depends(csrf_check)] to these routes"
 
 
 def test_pages_are_not_in_the_api_schema() -> None:

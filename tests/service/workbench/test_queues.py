@@ -9,8 +9,10 @@ import httpx
 
 from engine.backends.fake import Scripted
 from engine.categories import Category
+from service.access.principal import Role
 from service.audit import Claim, PendingReview
 from service.workbench.queues import queue_rows, time_left
+from tests.service.access.conftest import World
 from tests.service.conftest import Served
 
 HTML = {"accept": "text/html"}
@@ -139,3 +141,25 @@ def test_case_page_words_for_each_path_step() -> None:
     for (stage, code, detail), expected in steps.items():
         words = step_in_words({"stage": stage, "code": code, "detail": detail}, record)
         assert expected in words, words
+
+
+def test_a_reviewer_sees_only_their_queues_and_tenant(world: World) -> None:
+    key, _ = world.store.create(
+        "acme", Role.REVIEWER, name="pv-only", queues=frozenset({"pharmacovigilance"})
+    )
+    with httpx.Client(base_url=world.url, timeout=30) as browser:
+        browser.get("/login")
+        browser.post("/login", data={"csrf": browser.cookies["sb_csrf"], "key": key})
+        page = browser.get("/queues").text
+        assert "Pharmacovigilance" in page
+        assert "Service desk" not in page
+        assert world.pending["acme"][:12] not in page  # a service_desk case
+        assert browser.get(f"/cases/{world.pending['acme']}", headers=HTML).status_code == 404
+        acme = world.auth("acme", Role.REVIEWER)["Authorization"].removeprefix("Bearer ")
+        browser.cookies.clear()
+        browser.get("/login")
+        browser.post("/login", data={"csrf": browser.cookies["sb_csrf"], "key": acme})
+        assert world.pending["acme"][:12] in browser.get("/queues").text
+        other = browser.get(f"/cases/{world.pending['globex']}", headers=HTML)
+        assert other.status_code == 404  # another tenant's case: exactly like a missing one
+        assert world.pending["globex"][:12] not in browser.get("/queues").text
