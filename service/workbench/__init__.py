@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from service.workbench import docs, home, live, login, queues, shadow
+from service.workbench import docs, explorer, home, live, login, queues, shadow
 from service.workbench.render import STATIC, PageTemplates
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -21,6 +21,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     queues.router,
     live.router,
     shadow.router,
+    explorer.router,
 )
 
 __all__ = ["ROUTERS", "install"]
