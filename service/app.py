@@ -32,7 +32,7 @@ from service.loop_lag import LoopLagMonitor
 from service.metrics import Metrics
 from service.middleware import BodyGuard
 from service.problems import install_problem_handlers
-from service.routes import admin, classify, delivery, health, records, shadow
+from service.routes import admin, classify, delivery, health, records, search, shadow
 from service.runtime import EngineHolder
 from service.settings import Settings
 from service.shadow import Shadow
@@ -222,6 +222,7 @@ def create_app(
         admin.router,
         shadow.router,
         shadow.admin_router,
+        search.router,
         records.router,
         health.router,
         delivery.router,

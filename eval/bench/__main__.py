@@ -1,9 +1,8 @@
 """``python -m eval.bench [WHICH ...] [--long]``: the benchmarks, short by default.
 
-WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, fairness, shadow,
-or all
-(default); ``outage`` (needs RabbitMQ; not part of all) cuts the broker while traffic flows and
-writes ``docs/delivery/outage.{csv,json,png}``.
+WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, search, fairness,
+shadow, or all (default); ``outage`` (needs RabbitMQ; not part of all) cuts the broker while
+traffic flows and writes ``docs/delivery/outage.{csv,json,png}``.
 ``openai`` (not in all: it starts a llama.cpp server, or uses ``--openai-base-url``).
 ``shadow``: live latency and model calls with a shadow candidate and without (fake backend by
 default; ``--shadow-backend embedded`` runs the packaged model, a few requests per second).
@@ -101,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import audit_store
 
         audit_store.run(count=20_000 if args.long else 5_000)
+    if everything or "search" in which:
+        from eval.bench import search
+
+        search.run(count=500_000 if args.long else 100_000)
     if everything or "fairness" in which:
         from eval.bench import fairness
 

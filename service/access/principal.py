@@ -78,9 +78,15 @@ class Principal:
 
     def sees_queue(self, queue: str | None) -> bool:
         """Whether a record in ``queue`` is visible: reviewers see their queues only."""
+        visible = self.decision_queues()
+        return visible is None or queue in visible
+
+    def decision_queues(self) -> frozenset[str] | None:
+        """The review queues whose decisions this caller may read (None: every decision), the
+        rule ``sees_queue`` applies to one record, for a search to apply to many."""
         if self.roles & {Role.CLIENT, Role.AUDITOR} or self.queues is None:
-            return True
-        return queue in self.queues
+            return None
+        return self.queues
 
     def review_queues(self) -> frozenset[str] | None:
         """The queues whose pending reviews this caller may list (None: all)."""

@@ -8,6 +8,7 @@
   ``SQLiteAuditStore`` (one process only).
 
 ``store.py`` is the contract, ``rows.py`` the row encoding and read queries both databases share,
+``search.py`` the decision search (filter, keyset cursor, statement),
 ``group_commit.py`` the writer thread both use; one module per database.
 """
 
@@ -17,6 +18,14 @@ from pathlib import Path
 
 from engine import AuditStoreError
 from service.audit.claims import Claim
+from service.audit.search import (
+    Cursor,
+    CursorError,
+    DecisionFilter,
+    DecisionSummary,
+    ReviewState,
+    SearchPage,
+)
 from service.audit.sqlite import SQLiteAuditStore
 from service.audit.store import (
     AccessRecord,
@@ -35,11 +44,17 @@ __all__ = [
     "AuditStore",
     "Backlog",
     "Claim",
+    "Cursor",
+    "CursorError",
+    "DecisionFilter",
+    "DecisionSummary",
     "LabelledReview",
     "PendingReview",
     "RecordedDecision",
     "ReviewOutcome",
+    "ReviewState",
     "SQLiteAuditStore",
+    "SearchPage",
     "Tally",
     "now_iso",
     "open_store",

@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from engine import AuditStoreError
-from service.audit import claims, outbox, shadow
+from service.audit import claims, outbox, search, shadow
 from service.audit.group_commit import GroupCommitWriter, Work
 from service.audit.rows import SqlAuditStore
 
@@ -88,6 +88,7 @@ class PostgresAuditStore(SqlAuditStore):
     """
 
     _placeholder = "%s"
+    _dialect = "postgres"
     _json_cast = "::jsonb"
     _name = "the PostgreSQL audit store"
 
@@ -149,6 +150,7 @@ class PostgresAuditStore(SqlAuditStore):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in [
                 *_DDL,
+                *search.INDEXES,
                 *outbox.POSTGRES_DDL,
                 *claims.POSTGRES_DDL,
                 *shadow.POSTGRES_DDL,

@@ -20,6 +20,7 @@ from service.audit import claims, outbox, shadow
 from service.audit.claims import Claim
 from service.audit.group_commit import GroupCommitWriter, Statement
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
+from service.audit.search import Cursor, DecisionFilter, SearchPage, search_statement, summary
 from service.audit.shadow import (
     ExampleKind,
     SafetyMove,
@@ -130,6 +131,7 @@ class SqlAuditStore(abc.ABC):
     """The ``AuditStore`` contract over a database module's ``_read`` and group writer."""
 
     _placeholder: str
+    _dialect: str  # "sqlite" or "postgres": picks the search statement's dialect-specific part
     _json_cast = ""  # PostgreSQL: "::jsonb"
     _group: GroupCommitWriter | None
     _name: str
@@ -389,6 +391,40 @@ class SqlAuditStore(abc.ABC):
             )
             for decision_id, created_at, live, candidate, live_review, shadow_review, record in rows
         ]
+
+    async def search(
+        self,
+        flt: DecisionFilter,
+        limit: int,
+        *,
+        after: Cursor | None = None,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> SearchPage:
+        statement, args = search_statement(
+            flt, dialect=self._dialect, tenant=tenant, queues=queues, after=after, limit=limit + 1
+        )
+        rows = await asyncio.to_thread(self._read, self._sql(statement), args)
+        items = [summary(row, _record(row[2])) for row in rows[:limit]]
+        more = len(rows) > limit and items
+        return SearchPage(
+            items, Cursor(items[-1].created_at, items[-1].decision_id) if more else None
+        )
+
+    async def count_matching(
+        self,
+        flt: DecisionFilter,
+        cap: int,
+        *,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> int:
+        statement, args = search_statement(
+            flt, dialect=self._dialect, tenant=tenant, queues=queues, after=None, limit=cap
+        )
+        counted = self._sql(f"SELECT COUNT(*) FROM ({statement}) AS m")  # noqa: S608 (constants)
+        rows = await asyncio.to_thread(self._read, counted, args)
+        return int(rows[0][0])
 
     async def ping(self) -> None:
         # Through the group writer, like a decision: the writer thread is alive, the database

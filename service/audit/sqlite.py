@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import AuditStoreError
-from service.audit import claims, outbox, shadow
+from service.audit import claims, outbox, search, shadow
 from service.audit.group_commit import GroupCommitWriter, Statement, Work
 from service.audit.rows import SqlAuditStore
 
@@ -77,6 +77,7 @@ class SQLiteAuditStore(SqlAuditStore):
     """SQLite in WAL mode; one writer thread commits whatever is queued as one transaction."""
 
     _placeholder = "?"
+    _dialect = "sqlite"
     _name = "the SQLite audit database"
 
     def __init__(self, path: Path, *, batch: int = 256, read_only: bool = False) -> None:
@@ -97,6 +98,8 @@ class SQLiteAuditStore(SqlAuditStore):
             SCHEMA + outbox.SQLITE_DDL + claims.SQLITE_DDL + shadow.SQLITE_DDL
         )
         _add_tenancy(self._writer)
+        for index in search.INDEXES:
+            self._writer.execute(index)
         self._reader = self._connect()
         self._group = GroupCommitWriter(self._commit, batch=batch)
 

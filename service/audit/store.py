@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from engine import DecisionRecord, HandOff
 from service.audit.claims import Claim
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
+from service.audit.search import Cursor, DecisionFilter, SearchPage
 from service.audit.shadow import ExampleKind, ShadowCount, ShadowExample, ShadowRow
 
 
@@ -169,6 +170,30 @@ class AuditStore(Protocol):
         self, policy_id: str, limit: int, *, tenant: str | None = None
     ) -> list[RecordedDecision]:
         """A policy's newest ``limit`` decisions, oldest first, with review outcomes (replay)."""
+        ...
+
+    async def search(
+        self,
+        flt: DecisionFilter,
+        limit: int,
+        *,
+        after: Cursor | None = None,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> SearchPage:
+        """Up to ``limit`` decisions matching ``flt``, newest first, starting after ``after``;
+        ``queues`` limits the result to decisions routed to those review queues."""
+        ...
+
+    async def count_matching(
+        self,
+        flt: DecisionFilter,
+        cap: int,
+        *,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> int:
+        """How many decisions ``search`` would find, counting no further than ``cap``."""
         ...
 
     async def record_access(self, access: AccessRecord) -> None:

@@ -11,7 +11,17 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from service.workbench import docs, home, live, login, playground, policies, queues, shadow
+from service.workbench import (
+    docs,
+    explorer,
+    home,
+    live,
+    login,
+    playground,
+    policies,
+    queues,
+    shadow,
+)
 from service.workbench.render import STATIC, PageTemplates
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -23,6 +33,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     playground.router,
     live.router,
     shadow.router,
+    explorer.router,
 )
 
 __all__ = ["ROUTERS", "install"]

@@ -59,4 +59,11 @@ NAV: tuple[NavLink, ...] = (
         Permission.READ_DECISIONS,
         "What a candidate policy in shadow would decide for your tenant's messages, with examples.",
     ),
+    NavLink(
+        "/explorer",
+        "Decision explorer",
+        Permission.READ_DECISIONS,
+        "Search recorded decisions by time, category, review state, policy revision, rule and "
+        "degradation; read one as words; auditors export the result as CSV.",
+    ),
 )

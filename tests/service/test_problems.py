@@ -15,10 +15,13 @@ from service.audit import (
     AccessRecord,
     Backlog,
     Claim,
+    Cursor,
+    DecisionFilter,
     LabelledReview,
     PendingReview,
     RecordedDecision,
     ReviewOutcome,
+    SearchPage,
     Tally,
 )
 from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
@@ -129,6 +132,27 @@ class _BrokenStore:
     async def shadow_examples(
         self, run_id: str, kind: ExampleKind, limit: int, *, tenant: str
     ) -> list[ShadowExample]:
+        raise self.error
+
+    async def search(
+        self,
+        flt: DecisionFilter,
+        limit: int,
+        *,
+        after: Cursor | None = None,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> SearchPage:
+        raise self.error
+
+    async def count_matching(
+        self,
+        flt: DecisionFilter,
+        cap: int,
+        *,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> int:
         raise self.error
 
     async def close(self) -> None:

@@ -32,6 +32,8 @@ ALLOWED: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/metrics"): "public",
     ("POST", "/classify"): {Role.CLIENT},
     ("GET", "/decisions/{decision_id}"): {Role.CLIENT, Role.REVIEWER, Role.AUDITOR},
+    ("GET", "/decisions"): {Role.CLIENT, Role.REVIEWER, Role.AUDITOR},  # issue 14: search
+    ("GET", "/decisions.csv"): {Role.AUDITOR},
     ("GET", "/reviews"): {Role.REVIEWER, Role.AUDITOR},
     ("POST", "/reviews/{decision_id}"): {Role.REVIEWER},
     ("POST", "/reviews/{decision_id}/claim"): {Role.REVIEWER},  # issue 14: claims
@@ -140,7 +142,7 @@ def test_the_matrix_covers_every_route() -> None:
         if declared_permission(r) is Permission.PUBLIC
     }
     assert declared_public == public
-    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 20 * 5 * 4
+    assert len(_cells()) == len(ROUTES) * len(Role) * len(CASES) == 22 * 5 * 4
 
 
 @pytest.mark.parametrize(("route", "role", "case"), _cells())

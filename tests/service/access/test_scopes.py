@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sqlite3
 
@@ -84,3 +86,30 @@ def test_an_author_tries_policies_and_operates_nothing() -> None:
     assert not author.may(Permission.READ_DECISIONS)
     assert admin.may(Permission.TRY_POLICIES)
     assert admin.may(Permission.OPERATE)
+
+
+def test_search_and_export_keep_to_the_tenant_and_the_reviewers_queues(world: World) -> None:
+    own = {world.decisions["acme"], world.pending["acme"]}  # both wait in service_desk
+    foreign = {world.decisions["globex"], world.pending["globex"]}
+    auditor = world.auth("acme", Role.AUDITOR)
+    found = world.client.get("/decisions", params={"limit": 500}, headers=auditor).json()
+    ids = {d["decision_id"] for d in found["decisions"]}
+    assert own <= ids
+    assert not foreign & ids
+    export = world.client.get("/decisions.csv", headers=auditor)
+    exported = {row["decision_id"] for row in csv.DictReader(io.StringIO(export.text))}
+    assert exported == ids
+    pv_key, _ = world.store.create(
+        "acme", Role.REVIEWER, name="pv-search", queues=frozenset({"pharmacovigilance"})
+    )
+    desk_key, _ = world.store.create(
+        "acme", Role.REVIEWER, name="desk-search", queues=frozenset({"service_desk"})
+    )
+    for key, queue in ((pv_key, "pharmacovigilance"), (desk_key, "service_desk")):
+        headers = {"Authorization": f"Bearer {key}"}
+        seen = world.client.get("/decisions", headers=headers).json()["decisions"]
+        assert {d["review_queue"] for d in seen} <= {queue}
+        assert (own <= {d["decision_id"] for d in seen}) is (queue == "service_desk")
+        assert world.client.get("/decisions.csv", headers=headers).status_code == 403
+    *_, last = _accesses(world)
+    assert last[:4] == ("desk-search", "acme", "reviewer", "search_decisions")
