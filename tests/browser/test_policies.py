@@ -23,7 +23,6 @@ from tests.browser.conftest import TENANT, PageAs, Workbench, _write_tenant, ser
 from tests.conftest import REPO
 
 FAINTED = "I fainted twice after my second dose of the new tablets."
-DOCS = REPO / "docs" / "workbench"
 Shot = Callable[[Any, str], Path]
 Axe = Callable[[Any], None]
 
@@ -78,10 +77,9 @@ def _classified_revision(workbench: Workbench) -> str:
 
 
 def _keep(shot: Shot, page: Any, name: str) -> None:
-    """The screenshot as a test artifact, and its copy for the docs."""
-    path = shot(page, name)
-    DOCS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, DOCS / path.name)
+    """The screenshot as a test artifact (docs/workbench/ holds committed copies: a test run
+    never writes into the repository)."""
+    shot(page, name)
 
 
 def test_an_author_compares_a_candidate_in_the_playground(
