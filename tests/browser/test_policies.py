@@ -76,6 +76,17 @@ def _classified_revision(workbench: Workbench) -> str:
     return str(r.json()["policy"]["revision"])
 
 
+def _bump(policy_yaml: str, by: int) -> str:
+    """The same policy under a later patch version (a new revision), whatever it is today."""
+
+    def later(m: re.Match[str]) -> str:
+        return f"version: {m[1]}.{m[2]}.{int(m[3]) + by}"
+
+    bumped, n = re.subn(r"^version: (\d+)\.(\d+)\.(\d+)$", later, policy_yaml, flags=re.M)
+    assert n == 1
+    return bumped
+
+
 def _keep(shot: Shot, page: Any, name: str) -> None:
     """The screenshot as a test artifact (docs/workbench/ holds committed copies: a test run
     never writes into the repository)."""
@@ -142,7 +153,7 @@ def test_an_admin_reloads_a_broken_policy_and_rolls_back(
     page.goto("/policies")
 
     # A good change first, so there is a revision to roll back to.
-    policy.write_text(original.replace("version: 1.3.0", "version: 1.3.1"), encoding="utf-8")
+    policy.write_text(_bump(original, 1), encoding="utf-8")
     page.get_by_role("link", name="Reload policies").click()
     page.get_by_role("heading", name="Reload the policies?").wait_for()
     axe(page)
@@ -156,7 +167,7 @@ def test_an_admin_reloads_a_broken_policy_and_rolls_back(
     assert first in serving.inner_text()  # the revision before it
 
     # A broken one: nothing changes, the problems are listed with file and line.
-    broken = original.replace("version: 1.3.0", "version: 1.3.2")
+    broken = _bump(original, 2)
     policy.write_text(re.sub(r"informational: 0\.\d+", "informational: 1.45", broken, count=1))
     page.get_by_role("link", name="Reload policies").click()
     page.get_by_role("button", name="Yes, reload").click()
