@@ -406,6 +406,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="fit-head: leave out the labels this reviewer gave (repeatable)",
     )
     ev.add_argument(
+        "--channels",
+        metavar="CHANNEL,...",
+        help="fit-head: also fit each message as sent on these channels, e.g. chat,email,voice",
+    )
+    ev.add_argument(
         "--holdout",
         default="eval/data/holdout.csv",
         help="fit-head: refuse to fit on any message of this file (default: %(default)s)",

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from engine.categories import Channel
 from engine.errors import EvalDataError
 from eval.dataset import LabelledCase, read_cases
 
@@ -28,6 +30,14 @@ class FitData:
     excluded: dict[str, int]
 
 
+_AS = "@"  # a copy's id: <message id>@<channel>
+
+
+def message_of(case_id: str) -> str:
+    """The message a case is (a copy on another channel is the same message)."""
+    return case_id.split(_AS, 1)[0]
+
+
 def _key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
@@ -38,8 +48,14 @@ def gather(
     exclude_reviewers: frozenset[str] = frozenset(),
     holdout: Path | None = None,
     limit: int | None = None,
+    channels: Sequence[Channel] = (),
 ) -> FitData:
-    """Read every file, drop the excluded reviewers' labels, refuse any holdout message."""
+    """Read every file, drop the excluded reviewers' labels, refuse any holdout message.
+
+    ``channels``: each message is also fitted as sent on each of these channels (a copy with the
+    same label and source, id ``<id>@<channel>``): what a message is does not depend on how it
+    arrived, and a head fitted on chat alone reads an email's framing as a service request.
+    """
     if not files:
         raise EvalDataError("fit-head needs --data FILE.csv (labelled; never the holdout)")
     cases: list[LabelledCase] = []
@@ -65,9 +81,18 @@ def gather(
             )
     if not kept:
         raise EvalDataError("no labelled message left to fit on")
+    kept += [
+        replace(c, case_id=f"{c.case_id}{_AS}{channel.value}", channel=channel)
+        for c in list(kept)
+        for channel in channels
+        if channel is not c.channel
+    ]
     excluded = {r: reviewers[r] for r in sorted(exclude_reviewers)}
     digest.update(",".join(sorted(exclude_reviewers)).encode())
+    digest.update(",".join(c.value for c in channels).encode())
     described = " + ".join(str(p) for p in files)
+    if channels:
+        described += " as " + "/".join(c.value for c in channels)
     if excluded:
         described += " without reviewer(s) " + ", ".join(excluded)
     return FitData(kept, described, "sha256:" + digest.hexdigest(), excluded)

@@ -141,13 +141,30 @@ def loso_logits(x: Array, y: npt.NDArray[np.int_], groups: Sequence[str], c: flo
     return z
 
 
-def kfold_logits(x: Array, y: npt.NDArray[np.int_], c: float, folds: int = FOLDS) -> Array:
-    """Out-of-fold logits over ``folds`` label-stratified folds (seeded: reproducible)."""
+def kfold_logits(
+    x: Array,
+    y: npt.NDArray[np.int_],
+    c: float,
+    folds: int = FOLDS,
+    *,
+    same_fold: Sequence[str] | None = None,
+) -> Array:
+    """Out-of-fold logits over ``folds`` label-stratified folds (seeded: reproducible).
+
+    Rows with the same ``same_fold`` key (one message fitted as sent on several channels) share
+    a fold, so no message is predicted by a head that was fitted on a copy of it.
+    """
+    keys = list(same_fold) if same_fold is not None else [str(i) for i in range(len(y))]
+    label_of: dict[str, int] = {}
+    for key, label in zip(keys, y, strict=True):
+        label_of.setdefault(key, int(label))
     rng = np.random.default_rng(11)
-    fold = np.zeros(len(y), dtype=int)
+    fold_of: dict[str, int] = {}
     for k in range(len(CATEGORIES)):
-        idx = rng.permutation(np.flatnonzero(y == k))
-        fold[idx] = np.arange(len(idx)) % folds
+        members = [key for key, label in label_of.items() if label == k]
+        for position, i in enumerate(rng.permutation(len(members))):
+            fold_of[members[i]] = position % folds
+    fold = np.array([fold_of[key] for key in keys])
     z = np.zeros((len(y), len(CATEGORIES)))
     for f in range(folds):
         test = fold == f

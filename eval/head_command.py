@@ -13,9 +13,9 @@ import yaml
 
 from engine.backends.base import HiddenStateBackend
 from engine.backends.registry import BackendSettings, build_backend
-from engine.categories import CATEGORIES
+from engine.categories import CATEGORIES, Channel
 from engine.errors import EvalDataError
-from eval.fit_data import gather
+from eval.fit_data import gather, message_of
 from eval.fit_head import (
     C_GRID,
     MIN_SAFETY_RECALL,
@@ -111,6 +111,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         exclude_reviewers=frozenset(args.exclude_reviewer or ()),
         holdout=Path(args.holdout) if args.holdout else None,
         limit=args.limit,
+        channels=[Channel(c) for c in args.channels.split(",")] if args.channels else (),
     )
     cases = fit.cases
     for reviewer, n in fit.excluded.items():
@@ -158,7 +159,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     if args.fit_on == "loso":
         fit_z, temperature = z, loso_t
     else:
-        fit_z = kfold_logits(x, y, c_best)
+        fit_z = kfold_logits(x, y, c_best, same_fold=[message_of(c.case.case_id) for c in usable])
         temperature = fit_temperature(fit_z, y)
     fit_probs = softmax(fit_z / temperature)
     fit_ece = ece(list(fit_probs.max(axis=1)), list(fit_probs.argmax(axis=1) == y)) or 0.0

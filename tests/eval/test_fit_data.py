@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.categories import Channel
 from engine.errors import EvalDataError
 from eval.fit_data import gather
 
@@ -79,3 +80,23 @@ def test_the_shipped_dev_split_shares_no_message_with_the_holdout() -> None:
     assert len(fit.cases) > 100
     with pytest.raises(EvalDataError, match="never fitted on"):
         gather([Path("eval/data/holdout.csv")], holdout=Path("eval/data/holdout.csv"))
+
+
+def test_each_message_can_be_fitted_as_sent_on_other_channels(files: dict[str, Path]) -> None:
+    plain = gather([files["dev"]])
+    fit = gather([files["dev"]], channels=[Channel.CHAT, Channel.EMAIL, Channel.VOICE])
+    assert [c.case_id for c in fit.cases] == [
+        "d1",
+        "d2",
+        "d1@email",
+        "d1@voice",
+        "d2@email",
+        "d2@voice",
+    ]
+    copies = {c.case_id: c for c in fit.cases}
+    assert copies["d1@email"].channel is Channel.EMAIL
+    assert copies["d1@email"].text == copies["d1"].text
+    assert copies["d1@email"].label is copies["d1"].label
+    assert copies["d1@email"].source == copies["d1"].source  # the same family for LOSO
+    assert fit.described.endswith("as chat/email/voice")
+    assert fit.sha256 != plain.sha256
