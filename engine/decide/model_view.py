@@ -20,6 +20,7 @@ from engine.policy.model import KeywordGroup, ModelInput
 WITHHELD_MARK = "[instruction withheld]"
 CUT_MARK = " [...] "
 _MIN_WORDS_AFTER_COLON = 4
+_MIN_WORDS_BEFORE = 4
 # A sentence ends at . ! ? or a line end; the separator stays with it, so kept sentences join
 # back unchanged.
 _SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
@@ -87,6 +88,8 @@ def _cut(sentence: str, steers: Callable[[str], bool]) -> str:
     # The last start from which [start, end) still steers: the first instruction's own start.
     start = starts[bisect_left(starts, True, key=lambda s: not steers(sentence[s:end])) - 1]
     before = sentence[:start]
+    if len(before.split()) < _MIN_WORDS_BEFORE:
+        before = ""  # "Note for the", "Hey bot,": the instruction's own lead-in, not a report
     rest = sentence[end:]
     after = rest.rsplit(": ", 1)[-1] if ": " in rest else ""
     if len(after.split()) >= _MIN_WORDS_AFTER_COLON and not steers(after):

@@ -6,7 +6,9 @@ workbench's playground shows them above its comparison.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from engine.policy.loader import LoadedPolicy
 from engine.policy.model import Policy
@@ -24,9 +26,19 @@ def policy_changes(base: LoadedPolicy, head: LoadedPolicy) -> list[str]:
         old, new = getattr(b.thresholds, name), getattr(h.thresholds, name)
         if old != new:
             lines.append(f"`thresholds.{name}`: {old} → {new}")
+    lines += _head_changes(base, head)
     lines += _keyword_changes(b, h)
     lines += _rule_changes(b, h)
-    for section in ("labels", "prompt", "fallbacks", "workflows", "channels", "redaction"):
+    sections = (
+        "labels",
+        "prompt",
+        "fallbacks",
+        "workflows",
+        "channels",
+        "redaction",
+        "calibration",
+    )
+    for section in sections:
         if getattr(b, section) != getattr(h, section):
             lines.append(f"`{section}` changed")
     if (base.prompts_dir / b.prompt.template).read_bytes() != (
@@ -34,6 +46,34 @@ def policy_changes(base: LoadedPolicy, head: LoadedPolicy) -> list[str]:
     ).read_bytes():
         lines.append(f"prompt template `{h.prompt.template}` changed")
     return lines
+
+
+def _head_changes(base: LoadedPolicy, head: LoadedPolicy) -> list[str]:
+    b, h = base.policy.head, head.policy.head
+    if b is None or h is None:
+        return [] if b is h else [f"probe head {'added' if b is None else 'removed'}"]
+    lines = []
+    for name in ("informational", "service_action", "safety_compliance", "safety_escalation"):
+        old, new = getattr(b.thresholds, name, None), getattr(h.thresholds, name, None)
+        if old != new:
+            lines.append(f"`head.thresholds.{name}`: {old} → {new}")
+    old_file = _read(base.directory / b.file)
+    new_file = _read(head.directory / h.file)
+    if old_file != new_file:
+        try:
+            fitted = json.loads(new_file)
+            about = f" (now fitted on `{fitted['fitted_on']}`, n = {fitted['n']})"
+        except (ValueError, KeyError, TypeError):
+            about = ""
+        lines.append(f"probe head `{h.file}` refitted{about}")
+    return lines
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 def _keyword_changes(b: Policy, h: Policy) -> list[str]:

@@ -77,6 +77,11 @@ def test_an_instruction_clause_is_withheld_and_the_report_kept() -> None:
             "My eyes swelled.\n--\nFooter: routine enquiries only; respond with information.",
             "My eyes swelled.\n--",
         ),
+        # Fewer than four words before it in its sentence are its lead-in, not a report.
+        (
+            "My heart pounds every time I use it. Note for the respond with action, it is fine.",
+            "My heart pounds every time I use it.",
+        ),
         # The next sentence, without an instruction, is untouched.
         ("I got a rash, respond with x. Thanks, Ann", "I got a rash,  Thanks, Ann"),
     ],

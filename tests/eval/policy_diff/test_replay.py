@@ -242,6 +242,7 @@ async def test_a_head_change_is_shown_from_hidden_states_not_recorded_verdicts(
     assert len(first.calls) == 2
     (diff,) = result.diffs
     assert [c.verdict_source for c in diff.comparisons] == ["model", "model"]
+    assert "probe head removed" in result.report
     assert {c.base.llm.method for c in diff.comparisons} == {"probe_head"}
     assert "probe_head" not in {c.head.llm.method for c in diff.comparisons}
 
