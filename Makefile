@@ -37,6 +37,7 @@ typecheck: install
 
 check: install
 	$(BIN)/switchboard check policies/
+	$(BIN)/switchboard check eval/variants/subintent/policies
 
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)

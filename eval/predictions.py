@@ -51,6 +51,9 @@ class Prediction:
     h_informational: float | None = None
     h_service_action: float | None = None
     h_safety_compliance: float | None = None
+    # Each sub-intent answer's probability ("question=0.12;reaction=0.6"), when the policy gives
+    # a category several answers; empty otherwise.
+    answers: str = ""
 
     @property
     def probabilities(self) -> dict[Category, float]:
@@ -71,6 +74,12 @@ class Prediction:
             Category.SAFETY_COMPLIANCE: self.h_safety_compliance,
         }
         return {c: p for c, p in values.items() if p is not None}
+
+    @property
+    def answer_probabilities(self) -> dict[str, float]:
+        """Each sub-intent answer's probability (empty for one answer per category)."""
+        pairs = (item.rsplit("=", 1) for item in self.answers.split(SEP) if item)
+        return {answer: float(p) for answer, p in pairs}
 
     @property
     def family(self) -> str:
@@ -110,6 +119,7 @@ class Prediction:
             h_informational=_round(head.get(Category.INFORMATIONAL)),
             h_service_action=_round(head.get(Category.SERVICE_ACTION)),
             h_safety_compliance=_round(head.get(Category.SAFETY_COMPLIANCE)),
+            answers=SEP.join(f"{a}={_round(p)}" for a, p in (record.llm.answers or {}).items()),
         )
 
 
@@ -118,7 +128,7 @@ def _round(value: float | None) -> float | None:
 
 
 COLUMNS = tuple(f.name for f in fields(Prediction))
-OPTIONAL_COLUMNS = ("h_informational", "h_service_action", "h_safety_compliance")
+OPTIONAL_COLUMNS = ("h_informational", "h_service_action", "h_safety_compliance", "answers")
 
 
 def write_predictions(path: Path, rows: list[Prediction]) -> None:
@@ -183,6 +193,7 @@ def read_predictions(path: Path) -> list[Prediction]:
                     h_informational=_opt_float(r.get("h_informational") or ""),
                     h_service_action=_opt_float(r.get("h_service_action") or ""),
                     h_safety_compliance=_opt_float(r.get("h_safety_compliance") or ""),
+                    answers=r.get("answers") or "",
                 )
             )
         except (KeyError, ValueError) as exc:

@@ -43,6 +43,7 @@ def recorded_verdict(row: Prediction) -> LabelVerdict:
         return LabelVerdict(
             status=VerdictStatus.OK,
             probabilities=probs,
+            answers=row.answer_probabilities,
             prompt_tokens=row.prompt_tokens - row.cached_tokens,
             cached_tokens=row.cached_tokens,
             output_tokens=row.output_tokens,

@@ -49,6 +49,9 @@ class LabelVerdict:
     output_tokens: int = 0
     latency_ms: float = 0.0
     method: str = "label_logprobs"
+    answers: Mapping[str, float] = field(default_factory=dict)
+    """Each allowed answer's probability (over all answers; a category's probability is the sum
+    of its answers'). Only informative when a category has several answers (sub-intents)."""
     hidden_state: npt.NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
     """The last prompt token's final hidden state, from the same decode as the probabilities
     (embedded backend only). Read by a policy's probe head; never written to a decision record
@@ -114,6 +117,27 @@ class LLMBackend(Protocol):
 def top_label(probabilities: Mapping[Category, float]) -> Category | None:
     """The most probable label (the one argmax), None for no probabilities."""
     return max(probabilities, key=probabilities.__getitem__) if probabilities else None
+
+
+def answer_probabilities(
+    scores: Sequence[float], choices: Sequence[LabelChoice]
+) -> tuple[dict[str, float], dict[Category, float]]:
+    """Per-answer log-probability masses (one per choice, in order) into each answer's
+    probability over all answers, and each category's: the sum of its answers'.
+
+    The one place sub-intent answers map onto categories; with one answer per category it is
+    the plain softmax over the three labels.
+    """
+    top = max(scores)
+    exp = [math.exp(v - top) for v in scores]
+    total = sum(exp)
+    answers: dict[str, float] = {}
+    categories: dict[Category, float] = {}
+    for choice, value in zip(choices, exp, strict=True):
+        p = value / total
+        answers[choice.answer] = p
+        categories[choice.category] = categories.get(choice.category, 0.0) + p
+    return answers, categories
 
 
 def renormalise(scores: Mapping[Category, float]) -> dict[Category, float]:

@@ -26,9 +26,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engine.backends.base import ChatMessage, LabelChoice, LabelVerdict, RenderedPrompt, renormalise
+from engine.backends.base import (
+    ChatMessage,
+    LabelChoice,
+    LabelVerdict,
+    RenderedPrompt,
+    answer_probabilities,
+)
 from engine.backends.model_files import ModelSpec, assemble_model, verify_model
-from engine.categories import Category, VerdictStatus
+from engine.categories import VerdictStatus
 from engine.errors import BackendConfigError, SwitchboardError
 
 METHOD = "label_prefix_mass"
@@ -226,17 +232,15 @@ class EmbeddedBackend:
         top = float(logits.max())
         log_z = top + float(np.log(np.exp(logits - top).sum()))
         log_probs = logits - log_z
-        scores: dict[Category, float] = {}
-        for choice, ids in zip(choices, label_tokens, strict=True):
-            mass = float(np.logaddexp.reduce(log_probs[ids]))
-            prior = scores.get(choice.category)
-            scores[choice.category] = mass if prior is None else float(np.logaddexp(prior, mass))
+        scores = [float(np.logaddexp.reduce(log_probs[ids])) for ids in label_tokens]
         raw = self._piece(int(logits.argmax()), special=True)
-        total = float(np.exp(np.logaddexp.reduce(np.array(list(scores.values())))))
+        total = float(np.exp(np.logaddexp.reduce(np.array(scores))))
         ok = total >= MIN_LABEL_MASS
+        by_answer, probabilities = answer_probabilities(scores, choices)
         return LabelVerdict(
             status=VerdictStatus.OK if ok else VerdictStatus.INVALID,
-            probabilities=renormalise(scores) if ok else {},
+            probabilities=probabilities if ok else {},
+            answers=by_answer if ok else {},
             raw_output=raw,
             error=None if ok else f"labels hold {total:.2e} of the next token; top is {raw!r}",
             prompt_tokens=len(tokens) - cached,

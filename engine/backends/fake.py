@@ -7,6 +7,7 @@ verdicts and has no default, it answers an ``error`` verdict that says how to fi
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from engine.backends.base import LabelChoice, LabelVerdict, RenderedPrompt
+from engine.backends.base import LabelChoice, LabelVerdict, RenderedPrompt, answer_probabilities
 from engine.categories import Category, VerdictStatus
 
 
@@ -28,6 +29,13 @@ class Scripted:
     raw_output: str = ""
     latency_s: float | None = None
     hidden_state: npt.NDArray[np.float32] | None = None  # none unless a test scripts one
+    answers: Mapping[str, float] = field(default_factory=dict)
+    """Per-answer probabilities (sub-intents); when given, the label probabilities are their
+    sums per category, as a real backend's are, and ``probabilities`` is ignored."""
+
+    @classmethod
+    def answering(cls, answers: Mapping[str, float]) -> Scripted:
+        return cls(answers=answers)
 
     @classmethod
     def label(cls, category: Category, confidence: float = 0.9) -> Scripted:
@@ -92,6 +100,11 @@ class FakeBackend:
             )
         allowed = {c.category for c in choices}
         probabilities = {c: p for c, p in answer.probabilities.items() if c in allowed}
+        answers: dict[str, float] = {}
+        if answer.answers and any(answer.answers.get(c.answer, 0.0) > 0 for c in choices):
+            # Mapped onto categories by the code real backends use.
+            scores = [_log(answer.answers.get(c.answer, 0.0)) for c in choices]
+            answers, probabilities = answer_probabilities(scores, choices)
         if not probabilities:
             return LabelVerdict(
                 status=VerdictStatus.INVALID,
@@ -104,6 +117,7 @@ class FakeBackend:
         return LabelVerdict(
             status=VerdictStatus.OK,
             probabilities={c: p / total for c, p in probabilities.items()},
+            answers=answers,
             raw_output=answer.raw_output,
             prompt_tokens=sum(len(m.content) // 4 for m in prompt.messages),
             output_tokens=1,
@@ -117,3 +131,7 @@ class FakeBackend:
 
     async def aclose(self) -> None:
         return None
+
+
+def _log(p: float) -> float:
+    return math.log(p) if p > 0 else -math.inf

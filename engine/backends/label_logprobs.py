@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.backends.base import LabelChoice, renormalise
+from engine.backends.base import LabelChoice, answer_probabilities
 from engine.categories import Category
 
 METHOD = "top_logprobs"
@@ -60,30 +60,66 @@ def label_probabilities(
 ) -> dict[Category, float] | None:
     """Probabilities renormalised over the allowed labels, or None when no alternative names
     a label."""
-    scores = label_logprobs(positions, choices)
-    return None if scores is None else renormalise(scores)
+    scored = answer_and_label_probabilities(positions, choices)
+    return None if scored is None else scored[1]
+
+
+def answer_and_label_probabilities(
+    positions: Sequence[Position], choices: Sequence[LabelChoice]
+) -> tuple[dict[str, float], dict[Category, float]] | None:
+    """Each answer's probability over all answers and each label's (the sum of its answers'),
+    or None when no alternative names an answer."""
+    scores = answer_logprobs(positions, choices)
+    return None if scores is None else answer_probabilities(scores, choices)
 
 
 def label_logprobs(
     positions: Sequence[Position], choices: Sequence[LabelChoice]
 ) -> dict[Category, float] | None:
     """Per-label log-probability mass from the first non-whitespace position's alternatives."""
+    scores = answer_logprobs(positions, choices)
+    if scores is None:
+        return None
+    mass: dict[Category, float] = {}
+    for choice, value in zip(choices, scores, strict=True):
+        seen = mass.get(choice.category)
+        mass[choice.category] = value if seen is None else _logaddexp(seen, value)
+    return mass
+
+
+def answer_logprobs(
+    positions: Sequence[Position], choices: Sequence[LabelChoice]
+) -> list[float] | None:
+    """Per-answer log-probability mass (in ``choices`` order) from the first non-whitespace
+    position's alternatives; answers that got none share a floor below the smallest one."""
     if not positions:
         return None
     first = next((lp for lp in positions if lp.token.strip()), positions[0])
     alternatives: Sequence[TokenLogprob] = first.top_logprobs or [first]
-    mass: dict[Category, float] = {}
+    mass: dict[int, float] = {}
     for alt in alternatives:
-        category = match_label(alt.token.lstrip().casefold(), choices)
-        if category is None or not math.isfinite(alt.logprob):
+        index = _match_answer(alt.token.lstrip().casefold(), choices)
+        if index is None or not math.isfinite(alt.logprob):
             continue
-        seen = mass.get(category)
-        mass[category] = alt.logprob if seen is None else _logaddexp(seen, alt.logprob)
+        seen = mass.get(index)
+        mass[index] = alt.logprob if seen is None else _logaddexp(seen, alt.logprob)
     if not mass:
         return None
     finite = [alt.logprob for alt in alternatives if math.isfinite(alt.logprob)]
     floor = min(finite) - _FLOOR_GAP
-    return {c.category: mass.get(c.category, floor) for c in choices}
+    return [mass.get(i, floor) for i in range(len(choices))]
+
+
+def _match_answer(text: str, choices: Sequence[LabelChoice]) -> int | None:
+    """The index of the one choice whose answer starts with ``text`` or is a prefix of it."""
+    if not text:
+        return None
+    hits = [
+        i
+        for i, c in enumerate(choices)
+        if (answer := c.answer.casefold()).startswith(text) or text.startswith(answer)
+    ]
+    return hits[0] if len(hits) == 1 else None
 
 
 def match_label(text: str, choices: Sequence[LabelChoice]) -> Category | None:

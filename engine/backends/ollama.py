@@ -29,11 +29,11 @@ from engine.backends.base import LabelChoice, LabelVerdict, RenderedPrompt
 from engine.backends.label_logprobs import (
     FALLBACK_CONFIDENCE,
     METHOD,
-    label_probabilities,
+    answer_and_label_probabilities,
     parse_label,
     uncalibrated,
 )
-from engine.categories import VerdictStatus
+from engine.categories import Category, VerdictStatus
 from engine.errors import BackendConfigError
 
 __all__ = ["FALLBACK_CONFIDENCE", "OllamaBackend"]
@@ -119,14 +119,16 @@ class OllamaBackend:
                 f"Ollama call to {self._host} failed: {type(exc).__name__}: {exc}",
             )
         text = response.message.content or ""
-        status, probabilities, error = VerdictStatus.OK, {}, None
+        status, error = VerdictStatus.OK, None
+        probabilities: dict[Category, float] = {}
+        answers: dict[str, float] = {}
         if response.logprobs:
             method = METHOD
-            found = label_probabilities(response.logprobs, choices)
+            found = answer_and_label_probabilities(response.logprobs, choices)
             if found is None:
                 status, error = VerdictStatus.INVALID, "no top_logprobs token names a label"
             else:
-                probabilities = found
+                answers, probabilities = found
         else:
             method = "generated_text_uncalibrated"
             parsed = parse_label(text, choices)
@@ -137,6 +139,7 @@ class OllamaBackend:
         return LabelVerdict(
             status=status,
             probabilities=probabilities,
+            answers=answers,
             raw_output=text,
             error=error,
             prompt_tokens=response.prompt_eval_count or 0,

@@ -29,7 +29,11 @@ import httpx
 
 from engine.backends.base import ChatMessage, LabelChoice, LabelVerdict, RenderedPrompt
 from engine.backends.endpoints import Endpoint, EndpointPool
-from engine.backends.label_logprobs import METHOD, TokenAlternative, label_probabilities
+from engine.backends.label_logprobs import (
+    METHOD,
+    TokenAlternative,
+    answer_and_label_probabilities,
+)
 from engine.categories import VerdictStatus
 from engine.errors import BackendConfigError, SwitchboardError
 
@@ -218,16 +222,21 @@ class OpenAICompatibleBackend:
                 method="none",
                 **common,
             )
-        probabilities = label_probabilities(positions, choices)
-        if probabilities is None:
+        found = answer_and_label_probabilities(positions, choices)
+        if found is None:
             return LabelVerdict(
                 status=VerdictStatus.INVALID,
                 error="no top_logprobs token names a label",
                 method=METHOD,
                 **common,
             )
+        answers, probabilities = found
         return LabelVerdict(
-            status=VerdictStatus.OK, probabilities=probabilities, method=METHOD, **common
+            status=VerdictStatus.OK,
+            probabilities=probabilities,
+            answers=answers,
+            method=METHOD,
+            **common,
         )
 
     # ----- health -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ outcome always goes to human review. A rules-engine failure fails closed to safe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.backends.base import LabelVerdict
@@ -35,6 +35,17 @@ def _fallback_for(status: VerdictStatus, fallbacks: Fallbacks) -> tuple[Fallback
     return fallbacks.model_error, "model_error"
 
 
+def top_sub_intent(
+    policy: Policy, label: Category, answers: Mapping[str, float]
+) -> tuple[str, float] | None:
+    """The most probable of ``label``'s sub-intent answers, None when it has only one answer."""
+    own = policy.labels.spec(label).answers()
+    scored = [(a, answers[a]) for a in own if a in answers]
+    if len(own) < 2 or not scored:
+        return None
+    return max(scored, key=lambda item: item[1])
+
+
 def combine(
     *,
     policy: Policy,
@@ -52,6 +63,10 @@ def combine(
         confidence = p[label]
         threshold = policy.accept_threshold(label, channel)
         path.append(PathStep("model", "label", f"{label.value} p={confidence:.3f}"))
+        sub_intent = top_sub_intent(policy, label, verdict.answers)
+        if sub_intent is not None:
+            answer, p_answer = sub_intent
+            path.append(PathStep("model", "sub_intent", f"{answer} p={p_answer:.3f}"))
         p_safety = p.get(SAFETY, 0.0)
         if label is not SAFETY and p_safety >= policy.thresholds.safety_escalation:
             category, review = SAFETY, True

@@ -165,6 +165,7 @@ class Engine:
         self._adjustments = {c: loaded.policy.channel_adjustment(c) for c in Channel}
         self.stamp = PolicyStamp(id=loaded.id, version=loaded.version, revision=loaded.revision)
         self.head = head
+        self._sub_intents = loaded.policy.labels.has_sub_intents()
         spec = loaded.policy.head
         # The head's probabilities have their own scale, so their own thresholds (when given).
         self._head_policy = (
@@ -491,6 +492,7 @@ class Engine:
                 method=view.method,
                 raw_output=verdict.raw_output[:200],
                 error=verdict.error,
+                answers=dict(verdict.answers) if self._sub_intents and verdict.answers else None,
             ),
             keywords_matched=list(matched),
             rules_fired=[self._fired[r.id] for r in fired],

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
-from engine.categories import CATEGORIES, Channel
+from engine.categories import CATEGORIES, Category, Channel
 from engine.decide.head import prefix_hash
 from engine.decide.model_view import ModelView
 from engine.errors import PromptRenderError
@@ -32,10 +32,33 @@ def neutralise(message: str) -> str:
 
 
 @dataclass(frozen=True)
+class _AnswerView:
+    answer: str
+    definition: str
+
+
+@dataclass(frozen=True)
 class _LabelView:
+    """What a template sees of a label: ``answer`` is empty when it has sub-intents, which
+    ``answers`` lists (a one-answer label lists its answer with the label's definition)."""
+
     name: str
     answer: str
     definition: str
+    answers: tuple[_AnswerView, ...]
+
+
+def _label_view(policy: Policy, category: Category) -> _LabelView:
+    spec = policy.labels.spec(category)
+    if spec.sub_intents:
+        answers = tuple(_AnswerView(s.answer, s.definition) for s in spec.sub_intents)
+    else:
+        answers = (_AnswerView(spec.answer or "", spec.definition),)
+    return _LabelView(category.value, spec.answer or "", spec.definition, answers)
+
+
+def _marker(answer: str) -> str:
+    return f"\x00answer:{answer}\x00"
 
 
 class PromptBuilder:
@@ -48,22 +71,46 @@ class PromptBuilder:
         source = path.read_text(encoding="utf-8")
         self.template_hash = "sha256:" + hashlib.sha256(source.encode("utf-8")).hexdigest()
         self._template = env.from_string(source)
+        # One choice per answer: a label with sub-intents has several, and its probability is
+        # the sum of theirs (``answer_probabilities``).
         self.choices = tuple(
-            LabelChoice(category=c, answer=policy.labels.spec(c).answer) for c in CATEGORIES
-        )
-        self._labels = [
-            _LabelView(c.value, policy.labels.spec(c).answer, policy.labels.spec(c).definition)
+            LabelChoice(category=c, answer=a)
             for c in CATEGORIES
-        ]
-        answers = {c.category: c.answer for c in self.choices}
-        prefix: list[ChatMessage] = [ChatMessage("system", self._block("system", self._ctx()))]
+            for a in policy.labels.spec(c).answers()
+        )
+        self._labels = [_label_view(policy, c) for c in CATEGORIES]
+        self._check_every_answer_is_shown()
+        system = self._block("system", self._ctx())
+        prefix: list[ChatMessage] = [ChatMessage("system", system)]
         for example in policy.prompt.examples:
             ctx = self._ctx(message=neutralise(example.message), channel=example.channel)
             prefix.append(ChatMessage("user", self._block("user", ctx)))
-            prefix.append(ChatMessage("assistant", answers[example.label]))
+            answer = example.answer or policy.labels.spec(example.label).answers()[0]
+            prefix.append(ChatMessage("assistant", answer))
         self._prefix = tuple(prefix)
         self.prefix_hash = prefix_hash(self._prefix)
         self.view = ModelView(policy.prompt.model_input, policy.keyword_groups)
+
+    def _check_every_answer_is_shown(self) -> None:
+        """The system block must render every answer: rendered once with a marker in place of
+        each answer word, every marker must come out (a definition that happens to contain the
+        word does not count). The model cannot answer with a word it was not offered."""
+        marked = [
+            replace(
+                view,
+                answer=_marker(view.answer) if view.answer else "",
+                answers=tuple(replace(a, answer=_marker(a.answer)) for a in view.answers),
+            )
+            for view in self._labels
+        ]
+        system = self._block("system", {**self._ctx(), "labels": marked})
+        missing = [c.answer for c in self.choices if _marker(c.answer) not in system]
+        if missing:
+            raise PromptRenderError(
+                f"template {self._policy.prompt.template!r} never shows the answers {missing}: "
+                "the model cannot answer with a word it was not offered (a label with "
+                "sub_intents lists them in labels[].answers, each with answer and definition)"
+            )
 
     def _ctx(self, message: str = "", channel: Channel = Channel.CHAT) -> dict[str, Any]:
         return {

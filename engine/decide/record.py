@@ -57,6 +57,14 @@ class LLMResult(_Frozen):
     method: str
     raw_output: str = ""
     error: str | None = None
+    answers: dict[str, float] | None = Field(
+        default=None,
+        description=(
+            "Each sub-intent answer's probability, when the policy gives a category several "
+            "answers (labels.<category>.sub_intents): a category's entry in 'probabilities' is "
+            "the sum of its answers'. Null for one answer per category."
+        ),
+    )
 
 
 class FiredRule(_Frozen):

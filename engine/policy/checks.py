@@ -47,19 +47,75 @@ class Sections:
     head: ProbeHeadSpec | None = None
 
 
+def _answer_locations(labels: Labels) -> Iterator[tuple[Category, str, tuple[PathPart, ...]]]:
+    for category in CATEGORIES:
+        spec = labels.spec(category)
+        if spec.sub_intents:
+            for i, sub in enumerate(spec.sub_intents):
+                yield category, sub.answer, ("labels", category.value, "sub_intents", i, "answer")
+        elif spec.answer:
+            yield category, spec.answer, ("labels", category.value, "answer")
+
+
 def check_labels(s: Sections) -> Iterator[Finding]:
+    """One answer or sub-intents per label; every answer of the policy distinct, and starting
+    with its own letter: the backends give an answer the mass of every token that is a prefix
+    of it ("s", "saf", "safety"), and every single letter is a token, so two answers that start
+    alike would share tokens and one next-token step could not tell them apart."""
     if s.labels is None:
         return
-    seen: dict[str, Category] = {}
     for category in CATEGORIES:
-        first = s.labels.spec(category).answer.casefold()[0]
-        if first in seen:
+        spec = s.labels.spec(category)
+        if (spec.answer is None) == (spec.sub_intents is None):
             yield (
-                ("labels", category.value, "answer"),
-                f"answer must start with a different letter than {seen[first].value}'s, so one "
-                "token tells the labels apart",
+                ("labels", category.value),
+                "give either 'answer' (one word for the category) or 'sub_intents' (several "
+                "answers with definitions), not "
+                + ("both" if spec.answer is not None else "neither"),
             )
-        seen[first] = category
+    seen: dict[str, tuple[Category, str]] = {}
+    firsts: dict[str, tuple[Category, str]] = {}
+    for category, answer, where in _answer_locations(s.labels):
+        key = answer.casefold().strip()
+        if key in seen:
+            other, _ = seen[key]
+            yield (where, f"answer {answer!r} is given twice (also for {other.value})")
+            continue
+        seen[key] = (category, answer)
+        first = key[0]
+        if first in firsts:
+            other, other_answer = firsts[first]
+            yield (
+                where,
+                f"answer {answer!r} must start with a different letter than {other.value}'s "
+                f"answer {other_answer!r}: answers that start alike share their first token, so "
+                "one token could not tell them apart",
+            )
+            continue
+        firsts[first] = (category, answer)
+
+
+def check_example_answers(s: Sections) -> Iterator[Finding]:
+    """A few-shot example of a label with sub-intents names which one it shows."""
+    if s.labels is None or s.prompt is None:
+        return
+    for i, example in enumerate(s.prompt.examples):
+        spec = s.labels.spec(example.label)
+        answers = spec.answers()
+        where: tuple[PathPart, ...] = ("prompt", "examples", i)
+        if example.answer is None:
+            if spec.sub_intents:
+                yield (
+                    (*where, "label"),
+                    f"{example.label.value} has sub-intents: name the one this example shows "
+                    f"with 'answer:' (one of {list(answers)})",
+                )
+        elif example.answer.casefold() not in {a.casefold() for a in answers}:
+            yield (
+                (*where, "answer"),
+                f"answer {example.answer!r} is not an answer of {example.label.value} "
+                f"(one of {list(answers)})",
+            )
 
 
 def _threshold_order(
@@ -282,6 +338,7 @@ def check_redaction(s: Sections) -> Iterator[Finding]:
 
 CROSS_CHECKS: tuple[Callable[[Sections], Iterator[Finding]], ...] = (
     check_labels,
+    check_example_answers,
     check_thresholds,
     check_keyword_groups,
     check_model_input,

@@ -22,21 +22,55 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 
+AnswerWord = Annotated[
+    str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z_ -]*$")
+]
+
+
+class SubIntent(_Strict):
+    """One of several answers a category's messages can get (e.g. a side-effect question)."""
+
+    answer: AnswerWord = Field(
+        description=(
+            "The word or phrase the model answers with for this sub-intent. Every answer of the "
+            "policy must start with its own letter (one next-token step scores them all)."
+        )
+    )
+    definition: str = Field(
+        min_length=10, description="What this sub-intent covers; rendered into the prompt."
+    )
+
+
 class LabelSpec(_Strict):
-    """How one category is described to the model."""
+    """How one category is described to the model: one answer, or several sub-intent answers."""
 
     definition: str = Field(
         min_length=10, description="What belongs in this category; rendered into the prompt."
     )
-    answer: str = Field(
-        min_length=1,
-        max_length=40,
-        pattern=r"^[A-Za-z][A-Za-z_ -]*$",
+    answer: AnswerWord | None = Field(
+        default=None,
         description=(
             "The word the model answers with for this category. Answers must start differently "
-            "so one forward pass scores all three (e.g. information / service / safety)."
+            "so one forward pass scores all three (e.g. information / service / safety). "
+            "Give either answer or sub_intents."
         ),
     )
+    sub_intents: list[SubIntent] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description=(
+            "Instead of one answer: several answers, each with its own definition; the "
+            "category's probability is the sum of its sub-intents' probabilities, and the "
+            "decision record keeps each one (llm.answers)."
+        ),
+    )
+
+    def answers(self) -> tuple[str, ...]:
+        """The answers that mean this category, in policy order (one unless sub-intents)."""
+        if self.sub_intents:
+            return tuple(s.answer for s in self.sub_intents)
+        return (self.answer,) if self.answer else ()
 
 
 class Labels(_Strict):
@@ -49,6 +83,9 @@ class Labels(_Strict):
     def spec(self, category: Category) -> LabelSpec:
         spec: LabelSpec = getattr(self, category.value)
         return spec
+
+    def has_sub_intents(self) -> bool:
+        return any(self.spec(c).sub_intents for c in Category)
 
 
 class Thresholds(_Strict):
@@ -76,6 +113,13 @@ class FewShotExample(_Strict):
 
     message: str = Field(min_length=1, max_length=2000, description="Example customer message.")
     label: Category = Field(description="The correct category for the example.")
+    answer: AnswerWord | None = Field(
+        default=None,
+        description=(
+            "The sub-intent answer the example shows (required when its label has "
+            "sub_intents; otherwise the label's answer is used)."
+        ),
+    )
     channel: Channel = Field(default=Channel.CHAT, description="Channel the example came from.")
 
 
