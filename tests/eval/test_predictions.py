@@ -15,13 +15,13 @@ from engine.policy.loader import default_prompts_dir, load_catalog
 from eval.dataset import LabelledCase
 from eval.predictions import Prediction, read_predictions, write_predictions
 from eval.recorded import replay_row
-from tests.conftest import REPO
+from tests.conftest import FIXTURES
 
-VARIANT = REPO / "eval" / "variants" / "subintent" / "policies"
+SUB_INTENTS = FIXTURES / "subintent" / "policies"  # a frozen copy of the variant
 
 
 def test_sub_intent_answers_survive_the_file_and_the_replay(tmp_path: Path) -> None:
-    loaded = load_catalog(VARIANT, default_prompts_dir(VARIANT))["contact-center-subintent"]
+    loaded = load_catalog(SUB_INTENTS, default_prompts_dir(SUB_INTENTS))["contact-center-subintent"]
     answers = {"information": 0.1, "question": 0.5, "action": 0.1, "reaction": 0.2, "defect": 0.1}
     engine = Engine.build(
         loaded, FakeBackend([Scripted.answering(answers)]), rules_cache=RulesCache()

@@ -12,15 +12,15 @@ from engine.decide.engine import DecisionRequest, Engine
 from engine.decide.record import DecisionRecord
 from engine.decide.rules import RulesCache
 from engine.policy.loader import LoadedPolicy, default_prompts_dir, load_catalog, load_policy
-from tests.conftest import DEFAULT_POLICY, PROMPTS, REPO
+from tests.conftest import DEFAULT_POLICY, FIXTURES, PROMPTS
 
-VARIANT = REPO / "eval" / "variants" / "subintent" / "policies"
+SUB_INTENTS = FIXTURES / "subintent" / "policies"  # a frozen copy of the variant
 INFO, SAFETY = Category.INFORMATIONAL, Category.SAFETY_COMPLIANCE
 
 
 @pytest.fixture(scope="module")
 def variant() -> LoadedPolicy:
-    return load_catalog(VARIANT, default_prompts_dir(VARIANT))["contact-center-subintent"]
+    return load_catalog(SUB_INTENTS, default_prompts_dir(SUB_INTENTS))["contact-center-subintent"]
 
 
 def _decide(loaded: LoadedPolicy, answer: Scripted, message: str) -> DecisionRecord:
