@@ -287,6 +287,33 @@ async def test_answers_sharing_a_first_letter_are_an_error(backend: EmbeddedBack
     assert verdict.status is VerdictStatus.ERROR
 
 
+@pytest.mark.model
+async def test_sub_intent_answers_share_no_token_and_sum_to_their_label(
+    backend: EmbeddedBackend,
+) -> None:
+    # The answers of eval/variants/subintent, as the engine sends them: two per category here.
+    sub_intents = (
+        LabelChoice(Category.INFORMATIONAL, "information"),
+        LabelChoice(Category.INFORMATIONAL, "question"),
+        LabelChoice(Category.SERVICE_ACTION, "action"),
+        LabelChoice(Category.SAFETY_COMPLIANCE, "safety"),
+        LabelChoice(Category.SAFETY_COMPLIANCE, "product problem"),
+    )
+    token_sets = backend._answer_tokens(tuple(c.answer for c in sub_intents))
+    for i, first in enumerate(token_sets):
+        for second in token_sets[i + 1 :]:
+            assert not set(first.tolist()) & set(second.tolist())
+    verdict = await backend.score(
+        few_shot("Can this antibiotic cause a rash?"), sub_intents, deadline_s=120
+    )
+    assert verdict.status is VerdictStatus.OK, verdict.error
+    assert set(verdict.answers) == {c.answer for c in sub_intents}
+    assert math.isclose(sum(verdict.answers.values()), 1.0, rel_tol=1e-9)
+    for category in Category:
+        own = sum(verdict.answers[c.answer] for c in sub_intents if c.category is category)
+        assert math.isclose(verdict.probabilities[category], own, rel_tol=1e-9)
+
+
 def test_backend_refuses_a_file_that_does_not_verify(tmp_path: Path) -> None:
     bad = tmp_path / QWEN25_CODER_05B.file_name
     bad.write_bytes(b"GGUF not really")
