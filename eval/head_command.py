@@ -98,7 +98,12 @@ def _point(o: Operating) -> TradeoffPoint:
 
 
 def _points(curve: list[Operating]) -> list[TradeoffPoint]:
-    return [_point(o) for o in curve if o.safety_recall is not None]
+    """The curve without its two degenerate ends (escalate everything; review everything)."""
+    return [
+        _point(o)
+        for o in curve
+        if o.safety_recall is not None and 0.0 < o.thresholds.safety_escalation < 0.95
+    ]
 
 
 def _operating(o: Any) -> dict[str, Any]:
