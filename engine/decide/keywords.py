@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.decide.prefilter import GuardedPattern, guard_alternation, prefilter_applies
@@ -37,21 +38,30 @@ class _Phrase:
 @dataclass(frozen=True)
 class _CompiledGroup:
     words: frozenset[str]  # whole single words
-    stems: re.Pattern[str] | None  # single-word prefixes ("reaction*"), at a word's start
+    stems: tuple[str, ...]  # single-word prefixes ("reaction*")
     phrases: Mapping[str, tuple[_Phrase, ...]]  # multi-word phrases, by their first word
     always: tuple[GuardedPattern, ...]  # regexes, and phrases that do not start with a word
 
-    def search(self, folded: str, words: set[str], spaced: str, prefilter: bool) -> bool:
-        """``spaced``: ``words`` joined by spaces; ``prefilter``: ``prefilter_applies(folded)``."""
+    def search(self, folded: str, words: set[str], ordered: Sequence[str], prefilter: bool) -> bool:
+        """``ordered`` is ``sorted(words)``; ``prefilter`` is ``prefilter_applies(folded)``."""
         if not self.words.isdisjoint(words):
             return True
-        if self.stems is not None and self.stems.search(spaced):
+        if self.stems and _starts_with_any(ordered, self.stems):
             return True
         for first in words.intersection(self.phrases):
             for phrase in self.phrases[first]:
                 if (not prefilter or phrase.words <= words) and phrase.pattern.search(folded):
                     return True
         return any(pattern.search(folded, prefilter) for pattern in self.always)
+
+
+def _starts_with_any(ordered: Sequence[str], stems: tuple[str, ...]) -> bool:
+    # The words starting with a stem sort together, from the first word not below the stem.
+    for stem in stems:
+        at = bisect_left(ordered, stem)
+        if at < len(ordered) and ordered[at].startswith(stem):
+            return True
+    return False
 
 
 class KeywordMatcher:
@@ -65,13 +75,11 @@ class KeywordMatcher:
         """Which groups ``text`` matches: every group, or only ``groups`` (in that order)."""
         folded = fold(text)
         words = set(_WORD.findall(folded))
-        # Words hold no space, so a stem starts a word exactly where it follows a space or
-        # the start: one regex search per group instead of a lookup per stem.
-        spaced = " ".join(words)
+        ordered = sorted(words)
         prefilter = prefilter_applies(folded)
         chosen = self._groups if groups is None else groups
         return {
-            name: self._groups[name].search(folded, words, spaced, prefilter) for name in chosen
+            name: self._groups[name].search(folded, words, ordered, prefilter) for name in chosen
         }
 
 
@@ -97,17 +105,10 @@ def _compile(group: KeywordGroup) -> _CompiledGroup:
     always += [f"(?i:{p})" for p in group.patterns]  # a policy's own regexes ignore case
     return _CompiledGroup(
         frozenset(words),
-        _stem_pattern(stems),
+        tuple(sorted(stems)),
         {w: tuple(phrases) for w, phrases in by_first.items()},
         guard_alternation(always, 0) if always else (),
     )
-
-
-def _stem_pattern(stems: set[str]) -> re.Pattern[str] | None:
-    """Finds, in words joined by spaces, a word that starts with one of ``stems``."""
-    if not stems:
-        return None
-    return re.compile(r"(?<!\S)(?:" + "|".join(map(re.escape, sorted(stems))) + ")")
 
 
 def _whole_words(keyword: str) -> frozenset[str]:
