@@ -11,7 +11,7 @@ content type, a body that fails validation, a test's dependency override) is rep
 unchanged, so its answers, errors included, are FastAPI's own.
 
 Why: routing, dependency solving, body validation and the exception and exit-stack layers cost
-about a sixth of a served decision's CPU (docs/performance.md, "Server CPU per request").
+a fifth of a served decision's GIL time (docs/performance.md, "The /classify fast path").
 """
 
 from __future__ import annotations
