@@ -122,8 +122,7 @@ def test_fitted_operating_point_matches_a_full_replay(
         )
         others = [r for r in replayed if r.label is not A]
         assert point.automation_rate == pytest.approx(
-            sum(r.category is r.label and not r.requires_human_review for r in others)
-            / len(others)
+            sum(r.category is r.label and not r.requires_human_review for r in others) / len(others)
         )
 
 
