@@ -46,7 +46,7 @@ async def _decide_all(engine: Engine, messages: list[MixedMessage]) -> list[dict
                 "wall_s": time.perf_counter() - started,
                 "llm_s": record.timings.llm_ms / 1000,
                 "status": record.llm.status,
-                "tokens": record.tokens.prompt - record.tokens.cached,
+                "tokens": record.tokens.prompt,
             }
         )
     return rows
@@ -72,7 +72,9 @@ def run() -> dict[str, Any]:
         "decision_p95_ms": round(percentile(wall, 95) * 1000, 1),
         "decision_max_ms": round(max(wall) * 1000, 1),
         "model_ms": summary([r["llm_s"] for r in rows], scale=1000),
-        "tokens_read": summary([r["tokens"] for r in rows], digits=0),
+        "tokens_read": summary(
+            [r["tokens"] for r in rows if r["status"] is VerdictStatus.OK], digits=0
+        ),
         "no_verdict": len(lost),
         "no_verdict_by_status": dict(Counter(str(r["status"]) for r in lost)),
         "by_kind": dict(Counter(r["kind"] for r in rows)),
@@ -87,13 +89,14 @@ def run() -> dict[str, Any]:
             len(rows),
         ]
     )
+    read = [r["tokens"] for r in rows if r["status"] is VerdictStatus.OK] or [0]
     table.append(
         [
-            "tokens read by the model (not cached)",
+            "tokens read by the model (not cached; verdicts only)",
             results["tokens_read"]["p50"],
-            percentile([r["tokens"] for r in rows], 95),
-            max(r["tokens"] for r in rows),
-            len(rows),
+            percentile(read, 95),
+            max(read),
+            len(read),
         ]
     )
     table.append(["no verdict within the deadline", len(lost), "", "", len(rows)])
