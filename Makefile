@@ -5,7 +5,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.switchboard-installed
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# llama.cpp is built for this CPU (-march=native) without its AMX kernels: a VM may advertise AMX
+# and fault on its first tile instruction (seen on a Firecracker VM: SIGSEGV in
+# ggml_backend_amx_mul_mat at the first decode; docs/ci-cd.md, "Test job").
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF '-DCMAKE_C_FLAGS=$(NO_AMX)' '-DCMAKE_CXX_FLAGS=$(NO_AMX)'
+# The built wheel is kept per build flags (pip's own cache ignores CMAKE_ARGS, and would hand a
+# wheel built with other flags to a new clone): one compile per machine and set of flags.
+LLAMA_PIN := $(shell grep -o '"llama-cpp-python==[^"]*"' pyproject.toml | head -1 | tr -d '"')
+LLAMA_WHEELS := $(HOME)/.cache/switchboard/wheels/$(shell printf '%s' "$(LLAMA_PIN) $(CMAKE_ARGS)" | sha256sum | cut -c1-16)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install run test lint typecheck pytest check bench eval precommit policy-diff image clean
@@ -16,6 +24,8 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel setuptools
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip wheel --quiet --no-deps --no-cache-dir --find-links $(LLAMA_WHEELS) --wheel-dir $(LLAMA_WHEELS) '$(LLAMA_PIN)'
+	$(BIN)/pip install --quiet --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/pip install --quiet -e '.[embedded,model-server,dev]'
 	$(BIN)/switchboard model install
 	touch $@

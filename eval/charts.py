@@ -104,3 +104,59 @@ def outbox_depth_chart(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+TradeoffPoint = tuple[float, float, float]  # (escalation threshold, safety recall, automation)
+
+
+def tradeoff_chart(
+    curves: Mapping[str, Sequence[TradeoffPoint]],
+    chosen: TradeoffPoint,
+    title: str,
+    path: Path,
+) -> Path:
+    """Automation rate against safety recall, one line per curve, each point an escalation value.
+
+    Each line is labelled in the legend and each point with its escalation threshold, so the
+    chart reads without telling colours apart; the chosen setting is a ringed point and named.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    markers = ("o", "s", "^", "D")
+    for i, (name, points) in enumerate(curves.items()):
+        ordered = sorted(points)
+        ax.plot(
+            [p[1] for p in ordered],
+            [p[2] for p in ordered],
+            marker=markers[i % len(markers)],
+            label=name,
+        )
+        for esc, recall, automation in ordered[:: max(1, len(ordered) // 6)]:
+            ax.annotate(
+                f"{esc:.2f}",
+                (recall, automation),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    ax.scatter(
+        [chosen[1]],
+        [chosen[2]],
+        s=180,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.6,
+        label=f"chosen (escalation {chosen[0]:.2f})",
+        zorder=3,
+    )
+    ax.axvline(0.99, color="grey", linestyle="--", linewidth=1)
+    ax.text(
+        0.99, 0.02, " recall 0.99", color="grey", fontsize=8, transform=ax.get_xaxis_transform()
+    )
+    ax.set_xlabel("safety recall")
+    ax.set_ylabel("automation rate (non-safety decided right, no review)")
+    ax.set_title(title)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -15,6 +15,7 @@ from engine.backends.base import HiddenStateBackend
 from engine.backends.registry import BackendSettings, build_backend
 from engine.categories import CATEGORIES, Channel
 from engine.errors import EvalDataError
+from eval.charts import TradeoffPoint, tradeoff_chart
 from eval.fit_data import gather, message_of
 from eval.fit_head import (
     C_GRID,
@@ -35,6 +36,7 @@ from eval.fit_head import (
 )
 from eval.metrics import ece
 from eval.runner import Progress, RunSettings, build_engine, load_policy_by_id
+from eval.thresholds import Operating, fit_thresholds, without_rules
 
 
 def _fmt(v: Any) -> str:
@@ -91,6 +93,19 @@ def _report_md(report: dict[str, Any], out: Path, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _point(o: Operating) -> TradeoffPoint:
+    return (o.thresholds.safety_escalation, o.safety_recall or 0.0, o.automation_rate or 0.0)
+
+
+def _points(curve: list[Operating]) -> list[TradeoffPoint]:
+    """The curve without its two degenerate ends (escalate everything; review everything)."""
+    return [
+        _point(o)
+        for o in curve
+        if o.safety_recall is not None and 0.0 < o.thresholds.safety_escalation < 0.95
+    ]
+
+
 def _operating(o: Any) -> dict[str, Any]:
     return {
         "thresholds": thresholds_dict(o.thresholds),
@@ -99,6 +114,7 @@ def _operating(o: Any) -> dict[str, Any]:
         "false_escalation_rate": o.false_escalation_rate,
         "review_rate": o.review_rate,
         "accuracy": o.accuracy,
+        "automation_rate": o.automation_rate,
     }
 
 
@@ -163,9 +179,10 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         temperature = fit_temperature(fit_z, y)
     fit_probs = softmax(fit_z / temperature)
     fit_ece = ece(list(fit_probs.max(axis=1)), list(fit_probs.argmax(axis=1) == y)) or 0.0
-    operating, curve = head_thresholds(
-        plain_engine(engine), oof_rows(usable, fit_probs), args.max_escalation
-    )
+    rows = oof_rows(usable, fit_probs)
+    operating, curve = head_thresholds(plain_engine(engine), rows, args.max_escalation)
+    # What the head alone does if the keyword rules miss: the same thresholds, rules off.
+    bare_curve = fit_thresholds(without_rules(plain_engine(engine)), rows).curve
     command = "switchboard " + " ".join(sys.argv[1:])
     report: dict[str, Any] = {
         "n": len(usable),
@@ -183,6 +200,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         "thresholds": thresholds_dict(operating.thresholds),
         "operating": _operating(operating),
         "curve": [_operating(o) for o in curve],
+        "curve_without_rules": [_operating(o) for o in bare_curve],
         "command": command,
     }
     head = build_head(
@@ -204,6 +222,12 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "report.md").write_text(_report_md(report, out, command), encoding="utf-8")
     (report_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    tradeoff_chart(
+        {"rules on": _points(curve), "rules off (the head alone)": _points(bare_curve)},
+        _point(operating),
+        f"Out-of-fold trade-off, {len(usable)} rows ({args.fit_on})",
+        report_dir / "tradeoff.png",
+    )
     fragment = {"head": {"file": out.name, "thresholds": report["thresholds"]}}
     (report_dir / "head.patch.yaml").write_text(
         f"# Proposed by `{command}`; add to {loaded.directory}/policy.yaml.\n"
@@ -211,5 +235,5 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         encoding="utf-8",
     )
     sys.stdout.write(_report_md(report, out, command))
-    print(f"wrote {out}, {report_dir / 'report.md'} and {report_dir / 'head.patch.yaml'}")
+    print(f"wrote {out}, and report.md, tradeoff.png and head.patch.yaml in {report_dir}")
     return 0

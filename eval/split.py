@@ -1,9 +1,11 @@
-"""Builds the evaluation splits: ``python -m eval.split`` writes dev.csv, holdout.csv and smoke.csv.
+"""Builds the evaluation splits: ``python -m eval.split`` writes dev, holdout, smoke and fit pool.
 
 Deterministic (seeded): the same inputs always give the same split. Each split samples every public
 source, stratified by label, and the hand-written cases stratified by kind (``own/<kind>``). The
 holdout is never used for tuning prompts, examples, rules, thresholds or calibration. ``smoke.csv``
-is 30 dev rows (10 per label) for a quick end-to-end run.
+is 30 dev rows (10 per label) for a quick end-to-end run. ``fit_pool.csv`` is more public rows for
+fitting the probe head only (``eval fit-head --add-data``), drawn from what neither split holds,
+so adding or resizing it never changes dev or the holdout.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ SEED = 20250601
 PUBLIC_PER_SPLIT = {"bitext": 90, "medicationqa": 55, "vaers": 55}
 OWN_HOLDOUT_SHARE = 0.6
 SMOKE_PER_LABEL = 10
+# Public rows for fitting the probe head beyond dev, per source (None: every row left). Only
+# non-safety sources: the head's safety side is fitted on dev's VAERS and hand-written reports,
+# so the recall constraint of the threshold fit is judged on the same safety cases as before.
+FIT_POOL_PER_SOURCE: dict[str, int | None] = {"bitext": 240, "medicationqa": None}
 
 
 def _stratified(
@@ -75,6 +81,28 @@ def build_splits(data: Path, seed: int = SEED) -> tuple[list[LabelledCase], list
     return dev, holdout
 
 
+def _key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def fit_pool(
+    data: Path, dev: Sequence[LabelledCase], holdout: Sequence[LabelledCase], seed: int = SEED
+) -> list[LabelledCase]:
+    """Public rows in neither split (by id and by text), for fitting a probe head only."""
+    rng = random.Random(seed + 2)
+    taken = {c.case_id for c in (*dev, *holdout)}
+    seen = {_key(c.text) for c in (*dev, *holdout)}
+    pool: list[LabelledCase] = []
+    for name, size in sorted(FIT_POOL_PER_SOURCE.items()):
+        left: list[LabelledCase] = []
+        for case in read_cases(data / "public" / f"{name}.csv"):
+            if case.case_id not in taken and _key(case.text) not in seen:
+                seen.add(_key(case.text))  # a text repeated inside a source is fitted once
+                left.append(case)
+        pool.extend(left if size is None else _stratified(left, "label", size, rng))
+    return sorted(pool, key=lambda c: (c.source, c.case_id))
+
+
 def smoke_sample(dev: Sequence[LabelledCase], seed: int = SEED) -> list[LabelledCase]:
     """A small dev sample with every label and as many sources as the draw gives."""
     rng = random.Random(seed + 1)
@@ -95,7 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_cases(args.data / "dev.csv", dev)
     write_cases(args.data / "holdout.csv", holdout)
     write_cases(args.data / "smoke.csv", smoke_sample(dev, args.seed))
-    print(f"dev: {len(dev)} rows, holdout: {len(holdout)} rows (seed {args.seed})")
+    pool = fit_pool(args.data, dev, holdout, args.seed)
+    write_cases(args.data / "fit_pool.csv", pool)
+    print(
+        f"dev: {len(dev)} rows, holdout: {len(holdout)} rows, fit pool: {len(pool)} rows "
+        f"(seed {args.seed})"
+    )
     return 0
 
 

@@ -57,6 +57,7 @@ class Operating:
     false_escalation_rate: float | None
     review_rate: float
     accuracy: float
+    automation_rate: float | None = None  # non-safety messages decided right without review
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,9 @@ def _operating(s: _States, t: Thresholds) -> Operating:
         ),
         review_rate=float(review.mean()) if len(review) else 0.0,
         accuracy=float((cat == s.label).mean()) if len(cat) else 0.0,
+        automation_rate=(
+            float(((cat == s.label) & ~review)[~is_safety].mean()) if (~is_safety).any() else None
+        ),
     )
 
 

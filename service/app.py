@@ -33,6 +33,7 @@ from service.metrics import Metrics
 from service.middleware import BodyGuard
 from service.problems import install_problem_handlers
 from service.routes import admin, classify, delivery, health, records, search, shadow
+from service.routes.classify_fast import ClassifyFastPath
 from service.runtime import EngineHolder
 from service.settings import Settings
 from service.shadow import Shadow
@@ -214,6 +215,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    # Innermost: /classify's fast path sees a request only after shedding and the body guard.
+    app.add_middleware(ClassifyFastPath)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverloadShedding)  # outermost: a refusal must not read or parse anything
     install_problem_handlers(app, pages=page_problem)

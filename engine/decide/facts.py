@@ -7,6 +7,7 @@ model gave no usable verdict its category is ``"none"`` with confidence and prob
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,27 @@ class DecisionFacts:
         ``KeyError`` when one of them is missing. One dict, built once: this runs per decision."""
         return self._fact({name: bool(self.keywords[name]) for name in groups})
 
+    def fact_json(self, groups: Sequence[str], sid: str) -> str:
+        """``durable_json(fact_for(groups) | {"sid": sid})``, written directly: this runs per
+        decision, and a general JSON encoder plus the exponent fix cost more than the fact.
+
+        Every string here is an enum value, a validated keyword group name or a hex session
+        id, so none needs escaping. ``KeyError`` when a group is missing, ``ValueError`` for a
+        number JSON cannot hold, as the general route raises.
+        """
+        p = self.probabilities
+        keywords = self.keywords
+        return (
+            f'{{"kind":"{FACT_KIND}","channel":"{self.channel.value}",'
+            f'"llm":{{"status":"{self.llm_status.value}",'
+            f'"category":"{self.llm_category.value if self.llm_category else NO_CATEGORY}",'
+            f'"confidence":{_number(self.confidence)},"p":{{'
+            + ",".join(f'"{c.value}":{_number(p.get(c, 0.0))}' for c in CATEGORIES)
+            + '}},"keywords":{'
+            + ",".join(f'"{g}":{"true" if keywords[g] else "false"}' for g in groups)
+            + f'}},"sid":"{sid}"}}'
+        )
+
     def _fact(self, keywords: dict[str, bool]) -> dict[str, Any]:
         p = self.probabilities
         return {
@@ -48,3 +70,15 @@ class DecisionFacts:
             },
             "keywords": keywords,
         }
+
+
+def _number(value: float) -> str:
+    """A float as ``durable_json`` writes it: ``repr``, and ``1.0e-05`` for a bare ``1e-05``."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{number} is not a JSON number")
+    text = repr(number)
+    if "e" in text and "." not in text:
+        at = text.index("e")
+        text = text[:at] + ".0" + text[at:]
+    return text

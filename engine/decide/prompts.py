@@ -3,6 +3,12 @@
 A template defines two blocks: ``system`` (instructions and label definitions; static) and
 ``user`` (one message). The few-shot examples are rendered with the same ``user`` block, so the
 static prefix is byte-identical between calls and backends can keep it cached.
+
+When the ``user`` block only ever prints ``{{ message }}`` as it is (no filter, test, loop or
+assignment reads it, no call or random filter makes the output vary), its output is the block
+rendered in the sandbox once per channel with a placeholder, and the message put where the
+placeholder was: the same text, without a sandboxed render per message. Any other template is
+rendered per message, as before.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from jinja2 import nodes
 
 from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
 from engine.categories import CATEGORIES, Category, Channel
@@ -90,6 +98,9 @@ class PromptBuilder:
         self._prefix = tuple(prefix)
         self.prefix_hash = prefix_hash(self._prefix)
         self.view = ModelView(policy.prompt.model_input, policy.keyword_groups)
+        self._verbatim = _prints_message_verbatim(env.parse(source))
+        # The user block's output split where the message goes, per channel (filled on first use).
+        self._slots: dict[Channel, list[str]] = {}
 
     def _check_every_answer_is_shown(self) -> None:
         """The system block must render every answer: rendered once with a marker in place of
@@ -132,5 +143,53 @@ class PromptBuilder:
     def render(self, message: str, channel: Channel) -> RenderedPrompt:
         limit = self._policy.prompt.max_message_chars
         text = self.view(neutralise(message))[:limit]
-        user = ChatMessage("user", self._block("user", self._ctx(message=text, channel=channel)))
+        parts = self._slots.get(channel) if self._verbatim else None
+        if parts is None and self._verbatim:
+            parts = self._slot(channel)
+        if parts is not None:
+            # What _block returns: the block's output, stripped after the message is in.
+            user = ChatMessage("user", text.join(parts).strip())
+        else:
+            ctx = self._ctx(message=text, channel=channel)
+            user = ChatMessage("user", self._block("user", ctx))
         return RenderedPrompt(messages=(*self._prefix, user), template_hash=self.template_hash)
+
+    def _slot(self, channel: Channel) -> list[str] | None:
+        """The user block rendered for ``channel`` with a placeholder message, split around it;
+        None when that render fails (each message then renders, and fails, on its own)."""
+        try:
+            render = self._template.blocks["user"]
+            ctx = self._template.new_context(self._ctx(message=_PLACEHOLDER, channel=channel))
+            output = "".join(render(ctx))
+        except Exception:  # policy-authored template code: the per-message render reports it
+            return None
+        parts = self._slots[channel] = output.split(_PLACEHOLDER)
+        return parts
+
+
+# No template text holds it: a NUL and a private-use character around a name.
+_PLACEHOLDER = "\x00\ue000switchboard-message\ue000\x00"
+
+
+def _prints_message_verbatim(template: nodes.Template) -> bool:
+    """The ``user`` block reads ``message`` only as a bare ``{{ message }}`` and its output
+    depends on nothing but its context: no other template is pulled in, nothing is called,
+    nothing random is drawn."""
+    if any(template.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport))):
+        return False
+    user = next((b for b in template.find_all(nodes.Block) if b.name == "user"), None)
+    if user is None or any(user.find_all(nodes.Call)):
+        return False
+    if any(f.name == "random" for f in user.find_all(nodes.Filter)):
+        return False
+    printed = {
+        id(node)
+        for output in user.find_all(nodes.Output)
+        for node in output.nodes
+        if isinstance(node, nodes.Name)
+    }
+    return all(
+        id(name) in printed and name.ctx == "load"
+        for name in user.find_all(nodes.Name)
+        if name.name == "message"
+    )

@@ -84,17 +84,14 @@ class CompiledRules:
 
     def evaluate(self, facts: DecisionFacts) -> tuple[str, ...]:
         """Ids of the rules that fire, de-duplicated, ordered by (priority, position in policy)."""
+        sid = format(next(self._sessions), "032x")
         try:
-            fact = facts.fact_for(self._groups)
+            text = facts.fact_json(self._groups, sid)
         except KeyError:
             missing = [g for g in self._groups if g not in facts.keywords]
             raise RulesEngineError(
                 f"facts lack keyword groups {missing}; matcher and rules differ"
             ) from None
-        sid = format(next(self._sessions), "032x")
-        fact["sid"] = sid
-        try:
-            text = durable_json(fact)
         except ValueError as exc:
             raise RulesEngineError(f"facts are not valid JSON numbers: {exc}") from exc
         with self._lock:

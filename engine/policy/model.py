@@ -463,8 +463,11 @@ class Policy(_Strict):
     )
 
     def channel_adjustment(self, channel: Channel) -> ChannelAdjustment:
-        return self.channels.get(channel, ChannelAdjustment())
+        found = self.channels.get(channel)
+        return ChannelAdjustment() if found is None else found
 
     def accept_threshold(self, category: Category, channel: Channel) -> float:
-        override = self.channel_adjustment(channel).thresholds.get(category)
+        # Per decision: no default adjustment built for a channel the policy does not adjust.
+        adjustment = self.channels.get(channel)
+        override = None if adjustment is None else adjustment.thresholds.get(category)
         return self.thresholds.accept(category) if override is None else override

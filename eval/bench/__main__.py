@@ -1,8 +1,9 @@
 """``python -m eval.bench [WHICH ...] [--long]``: the benchmarks, short by default.
 
-WHICH: engine, model, service, spike, refusal, reload, soak, profile, audit, search, fairness,
-shadow, or all (default); ``outage`` (needs RabbitMQ; not part of all) cuts the broker while
-traffic flows and writes ``docs/delivery/outage.{csv,json,png}``.
+WHICH: engine, model, long (1,000-2,000-character messages with the model), service, spike,
+refusal, reload, soak, profile, audit, search, fairness, shadow, or all (default); ``outage``
+(needs RabbitMQ; not part of all) cuts the broker while traffic flows and
+writes ``docs/delivery/outage.{csv,json,png}``.
 ``openai`` (not in all: it starts a llama.cpp server, or uses ``--openai-base-url``).
 ``shadow``: live latency and model calls with a shadow candidate and without (fake backend by
 default; ``--shadow-backend embedded`` runs the packaged model, a few requests per second).
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import model_path
 
         model_path.run(n=60 if args.long else 20)
+    if everything or "long" in which:
+        from eval.bench import long_messages
+
+        long_messages.run()
     if "openai" in which:
         from eval.bench import openai_path
 

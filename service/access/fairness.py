@@ -52,7 +52,9 @@ class TenantFairness:
 
     def over_rate(self, tenant: Tenant) -> TenantLimit | None:
         held = self._buckets.get(tenant.id)
-        if held is None or held[0] != tenant:
+        # Identity first: the same Tenant object every request until a reload, and comparing
+        # two pydantic models field by field costs more than the bucket.
+        if held is None or (held[0] is not tenant and held[0] != tenant):
             held = (tenant, TokenBucket(tenant.rate_per_s, tenant.burst, self._clock))
             self._buckets[tenant.id] = held
         wait = held[1].take()

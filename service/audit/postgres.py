@@ -52,7 +52,6 @@ _DDL = [
     # Tenant and region (issue 12); rows written before them belong to no tenant.
     "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS region TEXT NOT NULL DEFAULT ''",
-    "CREATE INDEX IF NOT EXISTS decisions_tenant ON decisions (tenant, created_at)",
     """CREATE TABLE IF NOT EXISTS accesses (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         at TEXT NOT NULL,

@@ -70,7 +70,6 @@ def _add_tenancy(conn: sqlite3.Connection) -> None:
     for column in ("tenant", "region"):
         if column not in columns:
             conn.execute(f"ALTER TABLE decisions ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
-    conn.execute("CREATE INDEX IF NOT EXISTS decisions_tenant ON decisions (tenant, created_at)")
 
 
 class SQLiteAuditStore(SqlAuditStore):

@@ -22,9 +22,11 @@ from service.admission import Refuse
 from service.api import ClassifyRequest, ClassifyResponse
 from service.logs import decision_fields
 from service.problems import ProblemError, documented
-from service.state import app_state
+from service.state import AppState, app_state
 
 router = APIRouter(tags=["decisions"])
+PERMISSION = Permission.CLASSIFY
+MEDIA_TYPE = "application/json"
 log = logging.getLogger("switchboard.decisions")
 
 
@@ -49,9 +51,16 @@ log = logging.getLogger("switchboard.decisions")
 async def classify(
     body: ClassifyRequest,
     request: Request,
-    caller: Annotated[Caller, requires(Permission.CLASSIFY)],
+    caller: Annotated[Caller, requires(PERMISSION)],
 ) -> Response:
-    state = app_state(request)
+    return Response(await decide(app_state(request), body, caller), media_type=MEDIA_TYPE)
+
+
+async def decide(state: AppState, body: ClassifyRequest, caller: Caller) -> bytes:
+    """Everything ``/classify`` does for an authorized caller's valid request: the record's JSON.
+
+    The FastAPI route and the fast path (``service.routes.classify_fast``) both call this.
+    """
     tenant, store = caller.scoped()
     if len(body.message) > state.settings.max_message_chars:
         raise ProblemError(
@@ -111,4 +120,4 @@ async def classify(
         state.metrics.in_flight.dec()
     state.metrics.observe(record, store_seconds)
     log.info("decision", extra={"fields": decision_fields(record)})
-    return Response(encoded, media_type="application/json")
+    return encoded

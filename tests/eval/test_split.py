@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from eval.dataset import read_cases
-from eval.split import DATA, build_splits, smoke_sample
+from eval.split import DATA, build_splits, fit_pool, smoke_sample
 
 
 def test_splits_are_reproducible_disjoint_and_checked_in() -> None:
@@ -24,3 +24,15 @@ def test_every_split_has_every_source_family_and_label() -> None:
         assert {c.family for c in split} == {"bitext", "medicationqa", "vaers", "own"}
         assert len({c.label for c in split}) == 3
         assert sum(c.family == "own" for c in split) >= 60
+
+
+def test_the_fit_pool_is_checked_in_and_shares_no_message_with_either_split() -> None:
+    dev, holdout = build_splits(DATA)
+    pool = fit_pool(DATA, dev, holdout)
+    assert read_cases(DATA / "fit_pool.csv") == pool
+    texts = {" ".join(c.text.split()).casefold() for c in (*dev, *holdout)}
+    ids = {c.case_id for c in (*dev, *holdout)}
+    assert pool
+    assert not [c for c in pool if c.case_id in ids]
+    assert not [c for c in pool if " ".join(c.text.split()).casefold() in texts]
+    assert {c.family for c in pool} == {"bitext", "medicationqa"}

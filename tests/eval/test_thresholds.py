@@ -12,6 +12,7 @@ from engine.categories import Category, Channel, VerdictStatus
 from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
+from eval.charts import tradeoff_chart
 from eval.predictions import Prediction
 from eval.recorded import replay_rows
 from eval.thresholds import decision_cost, engine_with, fit_thresholds
@@ -119,3 +120,18 @@ def test_fitted_operating_point_matches_a_full_replay(
         assert point.accuracy == pytest.approx(
             sum(r.category is r.label for r in replayed) / len(replayed)
         )
+        others = [r for r in replayed if r.label is not A]
+        assert point.automation_rate == pytest.approx(
+            sum(r.category is r.label and not r.requires_human_review for r in others) / len(others)
+        )
+
+
+def test_the_tradeoff_chart_is_a_png_with_every_curve(tmp_path: Path) -> None:
+    path = tradeoff_chart(
+        {"rules on": [(0.2, 1.0, 0.8), (0.4, 0.99, 0.9)], "rules off": [(0.2, 0.9, 0.8)]},
+        (0.4, 0.99, 0.9),
+        "trade-off",
+        tmp_path / "tradeoff.png",
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 5_000

@@ -10,7 +10,7 @@ from engine.backends.base import LabelVerdict
 from engine.categories import Category, Channel, VerdictStatus
 from engine.decide.combine import combine
 from engine.policy.loader import load_policy
-from engine.policy.model import Condition, Policy, Rule, RuleAction
+from engine.policy.model import ChannelAdjustment, Condition, Policy, Rule, RuleAction
 from tests.conftest import DEFAULT_POLICY, PROMPTS
 
 INFO, SERVICE, SAFETY = Category.INFORMATIONAL, Category.SERVICE_ACTION, Category.SAFETY_COMPLIANCE
@@ -161,3 +161,15 @@ def test_timeout_uses_the_timeout_fallback(policy: Policy) -> None:
     assert out.degraded
     assert out.requires_human_review
     assert [s.code for s in out.path] == ["timeout", "timeout"]
+
+
+def test_a_channels_own_threshold_replaces_the_policys(policy: Policy) -> None:
+    voice = ChannelAdjustment(thresholds={SERVICE: 0.99})
+    adjusted = policy.model_copy(update={"channels": {**policy.channels, Channel.VOICE: voice}})
+    verdict = LabelVerdict(VerdictStatus.OK, {INFO: 0.05, SERVICE: 0.9, SAFETY: 0.05})
+    assert adjusted.accept_threshold(SERVICE, Channel.VOICE) == 0.99
+    assert adjusted.accept_threshold(SERVICE, Channel.CHAT) == policy.thresholds.accept(SERVICE)
+    voice_outcome = combine(policy=adjusted, channel=Channel.VOICE, verdict=verdict, fired=[])
+    chat_outcome = combine(policy=adjusted, channel=Channel.CHAT, verdict=verdict, fired=[])
+    assert voice_outcome.path[1].code == "below_threshold"
+    assert chat_outcome.path[1].code == "accepted"

@@ -239,3 +239,18 @@ def test_normalisation_never_hides_a_safety_keyword(
     assert "fainted" not in backend.calls[0].messages[-1].content  # the model saw less...
     assert record.category is SAFETY  # ...the safety rules saw everything
     assert "safety-severe-event" in [r.id for r in record.rules_fired]
+
+
+def test_decision_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from engine.decide.engine import DecisionIds
+
+    ids = DecisionIds()
+    drawn = [ids() for _ in range(600)]  # more than one batch of random bytes
+    assert len(set(drawn)) == len(drawn)
+    for each in drawn:
+        parsed = uuid.UUID(hex=each)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert parsed.hex == each

@@ -26,6 +26,8 @@ def _matcher(*keywords: str, patterns: tuple[str, ...] = ()) -> KeywordMatcher:
         (("can't breathe",), "I can\u2019t breathe well", True),  # phone keyboards' apostrophe
         (("überdosis",), "ÜBERDOSIS genommen", True),
         (("nause*",), "feeling nauseous", True),
+        (("rash*",), "that was brashly said", False),  # a stem starts a word
+        (("ash*", "zz*"), "rash or zzz", True),
         (("ill",), "I'll call tomorrow", False),
         (("100%",), "it is 100% broken", True),
         (("fever",), "Ｆｅｖｅｒ since yesterday", True),  # full-width letters, NFKC
@@ -90,6 +92,8 @@ VOCAB = [
     "HAD",
     "100%",
     "x-ray",
+    "brash",
+    "ash",
     "\u0131ll",  # dotless i: re matches it with "i" case-insensitively (engine.decide.prefilter)
     "\u017fide",  # long s
 ]

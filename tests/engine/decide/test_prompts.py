@@ -7,6 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import DecisionRequest, Engine, RulesCache, VerdictStatus
 from engine.backends.fake import FakeBackend, Scripted
@@ -115,3 +117,66 @@ def test_a_message_the_template_cannot_render_is_decided_rules_only(tmp_path: Pa
     assert record.llm.status is VerdictStatus.ERROR
     assert record.category is Category.SAFETY_COMPLIANCE  # keyword override still applied
     assert record.requires_human_review
+
+
+_SYSTEM = "{% block system %}Labels: {% for l in labels %}{{ l.answer }} {% endfor %}{% endblock %}"
+# User blocks that print the message as it is (rendered once per channel, message put in), each
+# with a twin that reads it through an expression (rendered per message): same output expected.
+_VERBATIM_USER = [
+    'Channel: {{ channel }}\nMessage: """{{ message }}"""',
+    "{{ message }}",
+    "  {{ message }} {% if channel == 'email' %}(mail) {{ message }}{% endif %}  ",
+    "{% for l in labels %}{{ l.name }}={{ message }};{% endfor %}{{ policy_id }}",
+]
+
+
+def _builder(tmp_path: Path, name: str, user: str) -> PromptBuilder:
+    prompts = tmp_path / name
+    prompts.mkdir(exist_ok=True)
+    (prompts / "triage.j2").write_text(
+        _SYSTEM + "{% block user %}" + user + "{% endblock %}", encoding="utf-8"
+    )
+    return PromptBuilder(load_policy(DEFAULT_POLICY, PROMPTS).policy, prompts)
+
+
+@pytest.fixture(scope="module")
+def verbatim_pairs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[PromptBuilder, ...]]:
+    root = tmp_path_factory.mktemp("verbatim")
+    return [
+        (
+            _builder(root, f"cached{i}", user),
+            _builder(root, f"each{i}", user.replace("{{ message }}", "{{ message ~ '' }}")),
+        )
+        for i, user in enumerate(_VERBATIM_USER)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    message=st.text(alphabet=st.characters(codec="utf-8"), max_size=60)
+    | st.sampled_from([" padded ", "\n", "{{ channel }}", "\x00\ue000", '"""', "%s {0}"]),
+    channel=st.sampled_from(list(Channel)),
+    which=st.integers(0, len(_VERBATIM_USER) - 1),
+)
+def test_a_verbatim_message_renders_as_the_sandbox_renders_it(
+    verbatim_pairs: list[tuple[PromptBuilder, ...]], message: str, channel: Channel, which: int
+) -> None:
+    cached, per_message = verbatim_pairs[which]
+    assert cached.render(message, channel).messages == per_message.render(message, channel).messages
+
+
+@pytest.mark.parametrize(
+    ("user", "message", "expected"),
+    [
+        ("{{ message | upper }}", "hello", "HELLO"),
+        ("{% if 'x' in message %}X{% endif %}{{ message }}", "box", "Xbox"),
+        ("{% set m = message %}{{ m }}!", "hi", "hi!"),
+        ("{% for message in labels %}{% endfor %}{{ message }}", "hi", "hi"),
+    ],
+)
+def test_a_template_that_reads_the_message_renders_per_message(
+    tmp_path: Path, user: str, message: str, expected: str
+) -> None:
+    builder = _builder(tmp_path, "reads", user)
+    assert builder.render(message, Channel.CHAT).messages[-1].content == expected
+    assert builder.render("other", Channel.CHAT).messages[-1].content != expected
