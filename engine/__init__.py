@@ -7,8 +7,9 @@ Callers outside the engine import from here.
 """
 
 from engine.categories import CATEGORIES, Category, Channel, VerdictStatus
-from engine.decide.engine import REPLAY_CLOCK, DecisionRequest, Engine, Pricing
+from engine.decide.engine import REPLAY_CLOCK, Engine, Pricing
 from engine.decide.record import DecisionRecord, HandOff, PathStep
+from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
 from engine.errors import (
     AuditStoreError,

@@ -18,7 +18,8 @@ from pathlib import Path
 from engine.backends.fake import FakeBackend
 from engine.backends.registry import BACKENDS, BackendSettings, build_backend
 from engine.categories import Channel
-from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.engine import Engine
+from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
 from engine.errors import PolicyError, PolicyNotFoundError, PolicyProblem, SwitchboardError
 from engine.pii.base import Redactor

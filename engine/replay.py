@@ -19,8 +19,9 @@ from typing import Protocol, TypeVar
 
 from engine.backends.base import LabelVerdict, RenderedPrompt
 from engine.categories import Category, Channel, VerdictStatus
-from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.engine import Engine
 from engine.decide.record import DecisionRecord, PathStep
+from engine.decide.request import DecisionRequest
 from engine.errors import MessageRejectedError, ReplayError
 
 SAFETY = Category.SAFETY_COMPLIANCE

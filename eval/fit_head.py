@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engine import Engine
+from engine import DecisionRequest, Engine
 from engine.categories import CATEGORIES, Category, VerdictStatus
-from engine.decide.engine import DecisionRequest
 from engine.decide.head import ProbeHead
 from engine.policy.loader import LoadedPolicy
 from engine.policy.model import Thresholds

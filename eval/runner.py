@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from engine import DecisionRequest
 from engine.backends.base import LLMBackend
 from engine.backends.registry import BackendSettings, build_backend
-from engine.decide.engine import DecisionRequest, Engine, Pricing
+from engine.decide.engine import Engine, Pricing
 from engine.decide.rules import RulesCache
 from engine.errors import PolicyNotFoundError
 from engine.pii.base import Redactor

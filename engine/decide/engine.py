@@ -7,24 +7,20 @@ fail-closed to safety where it matters); only an unacceptable message raises.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from engine.backends.base import HiddenStateBackend, LabelVerdict, LLMBackend, RenderedPrompt
 from engine.categories import Category, Channel, VerdictStatus
 from engine.decide.calibration import calibrate
-from engine.decide.channels import normalise
 from engine.decide.combine import combine
 from engine.decide.facts import DecisionFacts
 from engine.decide.head import METHOD as HEAD_METHOD
 from engine.decide.head import HeadFileError, ProbeHead, head_mismatches
-from engine.decide.keywords import KeywordMatcher
+from engine.decide.prepare import Preparer, utc_now
 from engine.decide.prompts import PromptBuilder
 from engine.decide.record import (
     DecisionRecord,
@@ -36,60 +32,22 @@ from engine.decide.record import (
     Timings,
     TokenUsage,
 )
+from engine.decide.request import DecisionRequest, Prepared, Traced
 from engine.decide.rules import CompiledRules, RulesCache
-from engine.decide.workflow import WorkflowContext, run_workflow
+from engine.decide.workflow import WorkflowContext, continue_after_review, run_workflow
 from engine.errors import (
-    MessageRejectedError,
     PolicyError,
     PolicyProblem,
     PromptRenderError,
     RedactionConfigError,
-    RedactionFailedError,
     RulesEngineError,
 )
 from engine.pii.base import Redactor
 from engine.policy.loader import LoadedPolicy
 from engine.policy.model import Redaction
 
-WITHHELD = "[message withheld: redaction failed]"
 REPLAY_CLOCK = datetime(2000, 1, 1, tzinfo=timezone.utc)
 """The instant every replayed decision is stamped with (``Engine.replay``)."""
-OFFLOAD_CHARS = 300
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-_CLEAR_VERSION = ~((0xC000 << 48) | (0xF000 << 64))
-_VERSION_4 = (0x8000 << 48) | (4 << 76)
-
-
-class DecisionIds:
-    """Random (version 4) UUIDs as 32 hex digits, as ``uuid.uuid4().hex`` makes them, with the
-    random bytes read from ``os.urandom`` for 256 ids at a time.
-
-    One system call per decision is not free in a busy process: it releases the GIL, and taking
-    it back waits for whichever thread grabbed it. A forked child draws a fresh pool, so no two
-    processes share ids.
-    """
-
-    _BATCH = 256
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = b""
-        self._at = 0
-        self._pid = os.getpid()
-
-    def __call__(self) -> str:
-        with self._lock:
-            if self._at >= len(self._pool) or self._pid != os.getpid():
-                self._pool, self._at, self._pid = os.urandom(16 * self._BATCH), 0, os.getpid()
-            value = int.from_bytes(self._pool[self._at : self._at + 16], "big")
-            self._at += 16
-        # What uuid.UUID(bytes=..., version=4) sets: the variant (RFC 4122) and the version.
-        return format(value & _CLEAR_VERSION | _VERSION_4, "032x")
 
 
 @dataclass(frozen=True)
@@ -104,38 +62,6 @@ class Pricing:
             prompt_tokens * self.usd_per_1k_prompt_tokens
             + output_tokens * self.usd_per_1k_output_tokens
         ) / 1000
-
-
-@dataclass(frozen=True)
-class DecisionRequest:
-    message: str
-    channel: Channel = Channel.CHAT
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    decision_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A message made ready for the model: normalised, redacted, keyword-matched."""
-
-    request: DecisionRequest
-    decision_id: str
-    received_at: datetime
-    redacted: str
-    redaction: str
-    keywords: Mapping[str, bool]
-    redaction_ms: float
-    started: float
-
-
-@dataclass(frozen=True)
-class Traced:
-    """A decision with what it was made from (``Engine.decide_traced``)."""
-
-    record: DecisionRecord
-    prepared: Prepared
-    prompt: RenderedPrompt | None
-    verdict: LabelVerdict
 
 
 class Engine:
@@ -159,14 +85,11 @@ class Engine:
         self.rules = rules
         self.redactor = redactor
         self.pricing = pricing or Pricing()
-        self._clock = clock
-        self._ids = ids or DecisionIds()
+        self.preparer = Preparer(loaded.policy, redactor=redactor, clock=clock, ids=ids)
         self.prompts = PromptBuilder(loaded.policy, loaded.prompts_dir)
-        self.keywords = KeywordMatcher(loaded.policy.keyword_groups)
         self._rules_by_id = {r.id: r for r in loaded.policy.rules}
         # Frozen, so one instance per rule serves every record that names it.
         self._fired = {r.id: FiredRule(id=r.id, reason=r.reason) for r in loaded.policy.rules}
-        self._adjustments = {c: loaded.policy.channel_adjustment(c) for c in Channel}
         self.stamp = PolicyStamp(id=loaded.id, version=loaded.version, revision=loaded.revision)
         self.head = head
         self._sub_intents = loaded.policy.labels.has_sub_intents()
@@ -235,74 +158,8 @@ class Engine:
         return await self.backend.score(prompt, self.prompts.choices, deadline_s=deadline_s)
 
     def prepare(self, request: DecisionRequest) -> Prepared:
-        started, received_at, text = self._intake(request)
-        redaction_started = time.perf_counter()
-        redacted, redaction = self._redact(text)
-        redaction_ms = (time.perf_counter() - redaction_started) * 1000
-        return self._prepared(
-            request, started, received_at, text, redacted, redaction, redaction_ms
-        )
-
-    async def _prepare_off_loop(self, request: DecisionRequest) -> Prepared:
-        """``prepare`` with only the redaction in a worker thread (a long message full of PII
-        takes tens of ms to redact): normalising and keywords stay on the event loop.
-
-        Redaction time is what the loop waited for, the hand-offs to and from the thread
-        included: that wait exists only to redact, so ``engine_ms`` leaves it out.
-        """
-        started, received_at, text = self._intake(request)
-        redaction_started = time.perf_counter()
-        redacted, redaction = await asyncio.to_thread(self._redact, text)
-        redaction_ms = (time.perf_counter() - redaction_started) * 1000
-        return self._prepared(
-            request, started, received_at, text, redacted, redaction, redaction_ms
-        )
-
-    def _intake(self, request: DecisionRequest) -> tuple[float, datetime, str]:
-        started = time.perf_counter()
-        if not request.message or not request.message.strip():
-            raise MessageRejectedError("message is empty")
-        received_at = self._clock()
-        adjustment = self._adjustments[request.channel]
-        return started, received_at, normalise(request.message, request.channel, adjustment)
-
-    def _redact(self, text: str) -> tuple[str, str]:
-        """The text the model and the record may see, and ``'none'``/``'applied'``/``'failed'``."""
-        if self.redactor is None:
-            return text, "none"
-        try:
-            return self.redactor.redact(text).text, "applied"
-        except RedactionFailedError:
-            return WITHHELD, "failed"
-
-    def _prepared(
-        self,
-        request: DecisionRequest,
-        started: float,
-        received_at: datetime,
-        text: str,
-        redacted: str,
-        redaction: str,
-        redaction_ms: float,
-    ) -> Prepared:
-        # Keyword rules read the message as received as well as normalised: stripping a quote or
-        # a signature can shorten what the model reads, never what the safety rules see.
-        keywords = self.keywords.match(text)
-        if text != request.message.strip():
-            # Only the groups the normalised text missed: a hit stays a hit either way.
-            missed = [group for group, hit in keywords.items() if not hit]
-            keywords.update(self.keywords.match(request.message, missed))
-        return Prepared(
-            request=request,
-            decision_id=request.decision_id or self._ids(),
-            received_at=received_at,
-            redacted=redacted,
-            redaction=redaction,
-            # Keywords come from the original, not the redacted text: redaction cannot blind them.
-            keywords=keywords,
-            redaction_ms=redaction_ms,
-            started=started,
-        )
+        """Normalise, redact and keyword-match ``request`` (``Preparer``)."""
+        return self.preparer.prepare(request)
 
     async def decide(
         self,
@@ -331,10 +188,7 @@ class Engine:
         prompt sent (None when none was) and the verdict. A shadow run decides the same message
         under a candidate revision with this verdict when its prompt is the same."""
         prompt: RenderedPrompt | None = None
-        if self.redactor is not None and len(request.message) > OFFLOAD_CHARS:
-            prepared = await self._prepare_off_loop(request)
-        else:
-            prepared = self.prepare(request)
+        prepared = await self.preparer.prepare_async(request)
         if prepared.redaction == "failed":
             verdict = LabelVerdict.failed(VerdictStatus.SKIPPED, "redaction failed: not sent")
         elif skip_model is not None:
@@ -352,28 +206,8 @@ class Engine:
         return Traced(self.conclude(prepared, verdict), prepared, prompt, verdict)
 
     def prepare_as(self, other: Engine, prepared: Prepared) -> Prepared | None:
-        """This engine's ``Prepared`` for a message ``other`` prepared, reusing its redaction
-        (None when this engine would redact or normalise differently: then ``prepare`` it).
-
-        Same decision id and receipt time, this engine's keyword groups (matched again: cheap)."""
-        request = prepared.request
-        if self.redactor is not other.redactor or (
-            self._adjustments[request.channel] != other._adjustments[request.channel]
-        ):
-            return None
-        started, _, text = self._intake(request)
-        return replace(
-            self._prepared(
-                request,
-                started,
-                prepared.received_at,
-                text,
-                prepared.redacted,
-                prepared.redaction,
-                0.0,
-            ),
-            decision_id=prepared.decision_id,
-        )
+        """This engine's ``Prepared`` for a message ``other`` prepared (``Preparer.prepare_as``)."""
+        return self.preparer.prepare_as(other.preparer, prepared)
 
     def prompt_for(self, request: DecisionRequest) -> RenderedPrompt | None:
         """What the model would be sent for ``request``; None when nothing would be sent."""
@@ -525,38 +359,14 @@ class Engine:
     def after_review(
         self, record: Mapping[str, Any], category: Category, *, reviewer: str
     ) -> tuple[HandOff, ...]:
-        """The hand-offs a reviewer's outcome implies for a stored decision record.
-
-        The reviewed ``category``'s workflow (which may differ from the decision's) runs from
-        its ``after_review`` step, as reviewed (no further review); what the decision's workflow
-        collected (channel, receipt, keywords, case id) is carried over.
-        """
-        workflow = self.policy.workflows.for_category(category)
-        if workflow.after_review is None:
-            return ()
-        case = (record.get("workflow") or {}).get("case") or {}
-        carried: dict[str, Any] = {
-            "review": {"category": category.value, "reviewer": reviewer},
-            "decided_category": record["category"],
-        }
-        if case.get("case_id"):
-            carried["case_id"] = case["case_id"]
-        run = run_workflow(
-            workflow,
-            WorkflowContext(
-                decision_id=str(record["decision_id"]),
-                category=category,
-                requires_human_review=False,
-                received_at=datetime.fromisoformat(str(record["created_at"])),
-                channel=str(record["channel"]),
-                keywords_matched=tuple(record.get("keywords_matched") or ()),
-                policy_revision=self.loaded.revision,
-                cause="review",
-                carried=tuple(carried.items()),
-            ),
-            start=workflow.after_review,
+        """The hand-offs a reviewer's outcome implies (``continue_after_review``)."""
+        return continue_after_review(
+            self.policy.workflows.for_category(category),
+            record,
+            category,
+            reviewer=reviewer,
+            policy_revision=self.loaded.revision,
         )
-        return run.handoffs
 
 
 def _head_problems(head: ProbeHead, engine: Engine, backend: LLMBackend) -> list[str]:

@@ -12,6 +12,7 @@ runs the (possibly new) category's graph from the step the policy names for afte
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -132,3 +133,44 @@ def run_workflow(
         case=case,
     )
     return WorkflowRun(trace, ())
+
+
+def continue_after_review(
+    workflow: Workflow,
+    record: Mapping[str, Any],
+    category: Category,
+    *,
+    reviewer: str,
+    policy_revision: str,
+) -> tuple[HandOff, ...]:
+    """The hand-offs a reviewer's outcome implies for a stored decision record.
+
+    The reviewed ``category``'s ``workflow`` (which may differ from the decision's) runs from its
+    ``after_review`` step, as reviewed (no further review); what the decision's workflow collected
+    (channel, receipt, keywords, case id) is carried over.
+    """
+    if workflow.after_review is None:
+        return ()
+    case = (record.get("workflow") or {}).get("case") or {}
+    carried: dict[str, Any] = {
+        "review": {"category": category.value, "reviewer": reviewer},
+        "decided_category": record["category"],
+    }
+    if case.get("case_id"):
+        carried["case_id"] = case["case_id"]
+    run = run_workflow(
+        workflow,
+        WorkflowContext(
+            decision_id=str(record["decision_id"]),
+            category=category,
+            requires_human_review=False,
+            received_at=datetime.fromisoformat(str(record["created_at"])),
+            channel=str(record["channel"]),
+            keywords_matched=tuple(record.get("keywords_matched") or ()),
+            policy_revision=policy_revision,
+            cause="review",
+            carried=tuple(carried.items()),
+        ),
+        start=workflow.after_review,
+    )
+    return run.handoffs

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from engine.decide.engine import DecisionRequest
+from engine import DecisionRequest
 from engine.decide.record import DecisionRecord
 from engine.policy.loader import load_policy
 from eval.bench.engine_overhead import fake_engine

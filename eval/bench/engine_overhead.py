@@ -19,9 +19,10 @@ from typing import Any
 
 import yaml
 
+from engine import DecisionRequest
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import CATEGORIES, Category, Channel
-from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
 from engine.policy.loader import LoadedPolicy, load_policy
 from eval.bench.messages import MESSAGES

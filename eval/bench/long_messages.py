@@ -16,10 +16,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from engine import DecisionRequest
 from engine.backends.embedded import EmbeddedBackend
 from engine.backends.model_files import QWEN25_CODER_05B, assemble_model, default_model_dir
 from engine.categories import VerdictStatus
-from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
 from eval.bench.report import emit, percentile, summary

@@ -15,7 +15,7 @@ import pstats
 from pathlib import Path
 from typing import Any
 
-from engine.decide.engine import DecisionRequest
+from engine import DecisionRequest
 from engine.policy.loader import load_policy
 from eval.bench.engine_overhead import PII_MESSAGE, fake_engine
 from eval.bench.messages import MESSAGES

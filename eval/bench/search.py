@@ -24,8 +24,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from engine import DecisionRequest
 from engine.categories import Category
-from engine.decide.engine import DecisionRequest
 from engine.decide.record import DecisionRecord, FiredRule, WorkflowTrace, encode_record
 from engine.policy.loader import load_policy
 from eval.bench.engine_overhead import fake_engine

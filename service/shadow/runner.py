@@ -24,7 +24,7 @@ from typing import Any
 from engine import Engine
 from engine.backends.base import LabelVerdict
 from engine.categories import VerdictStatus
-from engine.decide.engine import Prepared, Traced
+from engine.decide.request import Prepared, Traced
 from engine.errors import PromptRenderError
 from service.admission import ModelGuard
 from service.audit import AuditStore, now_iso

@@ -9,7 +9,8 @@ import pytest
 
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category, Channel
-from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.engine import Engine
+from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
 from engine.policy.loader import default_prompts_dir, load_catalog
 from eval.dataset import LabelledCase

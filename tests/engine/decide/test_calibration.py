@@ -11,7 +11,8 @@ import pytest
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category
 from engine.decide.calibration import apply_temperature, calibrate
-from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.engine import Engine
+from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
 from engine.policy.model import Calibration

@@ -10,8 +10,9 @@ from syrupy.assertion import SnapshotAssertion
 
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category, Channel, VerdictStatus
-from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.engine import Engine
 from engine.decide.facts import DecisionFacts
+from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
 from engine.errors import MessageRejectedError, RedactionFailedError, RulesEngineError
 from engine.pii.base import Redacted, Redactor
@@ -244,7 +245,7 @@ def test_normalisation_never_hides_a_safety_keyword(
 def test_decision_ids_are_random_version_4_uuids() -> None:
     import uuid
 
-    from engine.decide.engine import DecisionIds
+    from engine.decide.prepare import DecisionIds
 
     ids = DecisionIds()
     drawn = [ids() for _ in range(600)]  # more than one batch of random bytes

@@ -16,10 +16,11 @@ import pytest
 from engine.backends.fake import FakeBackend, Scripted
 from engine.backends.model_files import QWEN25_CODER_05B
 from engine.categories import CATEGORIES, Category, Channel
-from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.engine import Engine
 from engine.decide.head import HeadFileError, ProbeHead, head_mismatches
 from engine.decide.prompts import PromptBuilder
 from engine.decide.record import encode_record
+from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
 from engine.errors import PolicyError
 from engine.policy.loader import load_policy

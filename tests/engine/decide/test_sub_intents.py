@@ -8,8 +8,9 @@ import pytest
 
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category
-from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.engine import Engine
 from engine.decide.record import DecisionRecord
+from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
 from engine.policy.loader import LoadedPolicy, default_prompts_dir, load_catalog, load_policy
 from tests.conftest import DEFAULT_POLICY, FIXTURES, PROMPTS

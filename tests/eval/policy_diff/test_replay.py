@@ -12,7 +12,8 @@ import pytest
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category, Channel
 from engine.cli import main
-from engine.decide.engine import DecisionRequest, Engine
+from engine.decide.engine import Engine
+from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
 from engine.replay import ReplayCase, read_csv_cases
