@@ -47,6 +47,18 @@ class _PromptTooLongError(SwitchboardError):
     pass
 
 
+def _passive_openmp_wait() -> None:
+    """Let llama.cpp's OpenMP threads sleep, not spin, while they wait for each other, unless
+    the operator chose otherwise (``OMP_WAIT_POLICY`` already set).
+
+    GNU OpenMP's default spins; on a machine whose cores are shared (other workers, the
+    service's own event loop) a spinning thread holds the core its partner needs and one decode
+    takes seconds instead of tenths (docs/performance.md, "OpenMP's wait"). libgomp reads the
+    variable once, when llama.cpp's library is first loaded, so this runs before the import.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 class EmbeddedBackend:
     """``LLMBackend`` over llama.cpp: label probabilities from one forward pass, prefix cached."""
 
@@ -58,6 +70,7 @@ class EmbeddedBackend:
         n_ctx: int = 2048,
     ) -> None:
         verify_model(model_path, spec)
+        _passive_openmp_wait()
         try:
             import llama_cpp
         except ImportError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -377,3 +378,16 @@ async def test_one_decode_gives_unchanged_logits_and_the_hidden_state(
     assert other.hidden_state is not None
     assert not np.allclose(other.hidden_state, verdict.hidden_state)
     assert "hidden" not in repr(verdict)  # never printed, never serialised
+
+
+def test_openmp_threads_wait_passively_unless_the_operator_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.backends.embedded import _passive_openmp_wait
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    _passive_openmp_wait()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    _passive_openmp_wait()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
