@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from engine.policy.model import Calibration, Thresholds
+from engine.policy.fitting import Calibration
+from engine.policy.labels import Thresholds
 
 _TOP_LEVEL = re.compile(r"^[A-Za-z_][\w-]*:")
 _THRESHOLD_LINE = re.compile(

@@ -13,8 +13,8 @@ from engine.categories import Category
 from engine.decide.calibration import apply_temperature, calibrate
 from engine.decide.engine import DecisionRequest, Engine
 from engine.decide.rules import RulesCache
+from engine.policy.fitting import Calibration
 from engine.policy.loader import load_policy
-from engine.policy.model import Calibration
 from tests.conftest import Editor
 
 INFO, SERVICE, SAFETY = Category.INFORMATIONAL, Category.SERVICE_ACTION, Category.SAFETY_COMPLIANCE
