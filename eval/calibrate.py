@@ -17,7 +17,7 @@ import numpy as np
 from engine.backends.base import top_label
 from engine.categories import VerdictStatus
 from engine.decide.calibration import apply_temperature
-from engine.policy.model import Calibration
+from engine.policy.fitting import Calibration
 from eval.metrics import ece
 from eval.predictions import Prediction
 

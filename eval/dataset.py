@@ -76,6 +76,14 @@ def read_cases(path: Path, *, limit: int | None = None) -> list[LabelledCase]:
     return cases
 
 
+def text_key(text: str) -> str:
+    """The text as it identifies a message: white space folded, case folded.
+
+    Two cases with the same key are the same message, whatever their ids or line breaks.
+    """
+    return " ".join(text.split()).casefold()
+
+
 def write_cases(path: Path, cases: list[LabelledCase]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from engine.categories import Channel
 from engine.errors import EvalDataError
-from eval.dataset import LabelledCase, read_cases
+from eval.dataset import LabelledCase, read_cases, text_key
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,6 @@ _AS = "@"  # a copy's id: <message id>@<channel>
 def message_of(case_id: str) -> str:
     """The message a case is (a copy on another channel is the same message)."""
     return case_id.split(_AS, 1)[0]
-
-
-def _key(text: str) -> str:
-    return " ".join(text.split()).casefold()
 
 
 def gather(
@@ -72,8 +68,8 @@ def gather(
         )
     kept = [c for c in cases if c.reviewer not in exclude_reviewers]
     if holdout is not None and holdout.is_file():
-        held = {_key(c.text) for c in read_cases(holdout)}
-        leaked = [c for c in kept if _key(c.text) in held]
+        held = {text_key(c.text) for c in read_cases(holdout)}
+        leaked = [c for c in kept if text_key(c.text) in held]
         if leaked:
             raise EvalDataError(
                 f"{len(leaked)} fitting message(s) are in the holdout {holdout} (first: id "

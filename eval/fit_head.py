@@ -23,8 +23,8 @@ import numpy.typing as npt
 from engine import DecisionRequest, Engine
 from engine.categories import CATEGORIES, Category, VerdictStatus
 from engine.decide.head import ProbeHead
+from engine.policy.labels import Thresholds
 from engine.policy.loader import LoadedPolicy
-from engine.policy.model import Thresholds
 from eval.dataset import LabelledCase
 from eval.hidden_cache import HiddenStateCache
 from eval.predictions import Prediction

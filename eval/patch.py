@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from engine.policy.model import Calibration, Thresholds
+from engine.policy.fitting import Calibration
+from engine.policy.labels import Thresholds
 
 _TOP_LEVEL = re.compile(r"^[A-Za-z_][\w-]*:")
 _THRESHOLD_LINE = re.compile(
@@ -84,3 +86,23 @@ def policy_file(directory: Path) -> Path:
         if (directory / name).is_file():
             return directory / name
     raise FileNotFoundError(f"no policy.yaml in {directory}")
+
+
+def write_proposal(
+    out: Path,
+    name: str,
+    header: str,
+    fragment: dict[str, Any],
+    policy_path: Path,
+    before: str,
+    after: str,
+) -> None:
+    """Write ``<name>.patch.yaml`` and ``<name>.diff`` into ``out`` and say how to apply them."""
+    out.mkdir(parents=True, exist_ok=True)
+    fragment_path = out / f"{name}.patch.yaml"
+    fragment_path.write_text(
+        header + yaml.safe_dump(fragment, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
+    diff_path = out / f"{name}.diff"
+    diff_path.write_text(unified_diff(policy_path, before, after, Path.cwd()), encoding="utf-8")
+    print(f"wrote {fragment_path} and {diff_path} (apply with: git apply {diff_path})")

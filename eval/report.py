@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.categories import CATEGORIES, Category
-from engine.policy.model import Calibration
+from engine.policy.fitting import Calibration
 from eval import charts
 from eval.metrics import SAFETY, reliability
 from eval.predictions import SEP, Prediction, write_predictions

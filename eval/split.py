@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from eval.dataset import LabelledCase, read_cases, write_cases
+from eval.dataset import LabelledCase, read_cases, text_key, write_cases
 
 DATA = Path(__file__).resolve().parent / "data"
 SEED = 20250601
@@ -81,23 +81,19 @@ def build_splits(data: Path, seed: int = SEED) -> tuple[list[LabelledCase], list
     return dev, holdout
 
 
-def _key(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 def fit_pool(
     data: Path, dev: Sequence[LabelledCase], holdout: Sequence[LabelledCase], seed: int = SEED
 ) -> list[LabelledCase]:
     """Public rows in neither split (by id and by text), for fitting a probe head only."""
     rng = random.Random(seed + 2)
     taken = {c.case_id for c in (*dev, *holdout)}
-    seen = {_key(c.text) for c in (*dev, *holdout)}
+    seen = {text_key(c.text) for c in (*dev, *holdout)}
     pool: list[LabelledCase] = []
     for name, size in sorted(FIT_POOL_PER_SOURCE.items()):
         left: list[LabelledCase] = []
         for case in read_cases(data / "public" / f"{name}.csv"):
-            if case.case_id not in taken and _key(case.text) not in seen:
-                seen.add(_key(case.text))  # a text repeated inside a source is fitted once
+            if case.case_id not in taken and text_key(case.text) not in seen:
+                seen.add(text_key(case.text))  # a text repeated inside a source is fitted once
                 left.append(case)
         pool.extend(left if size is None else _stratified(left, "label", size, rng))
     return sorted(pool, key=lambda c: (c.source, c.case_id))

@@ -10,7 +10,7 @@ import numpy as np
 
 from engine.categories import Category, VerdictStatus
 from engine.decide.calibration import calibrate
-from engine.policy.model import Calibration
+from engine.policy.fitting import Calibration
 from eval.metrics import classification, ece, percentiles
 from eval.predictions import Prediction
 

@@ -25,8 +25,10 @@ from engine.categories import Category, VerdictStatus
 from engine.decide.calibration import calibrate
 from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
+from engine.policy.fitting import CostMatrix
+from engine.policy.labels import Thresholds
 from engine.policy.loader import LoadedPolicy
-from engine.policy.model import CostMatrix, Policy, Thresholds
+from engine.policy.model import Policy
 from eval.predictions import Prediction
 from eval.recorded import replay_row
 

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from engine import Engine
 from engine.backends.base import LabelChoice, LabelVerdict, LLMBackend, RenderedPrompt
 from engine.categories import VerdictStatus
-from engine.policy.model import Overload, OverloadMode
+from engine.policy.fallbacks import Overload, OverloadMode
 from service.access.fairness import TenantFairness
 from service.access.tenants import Tenant
 from service.middleware import send_problem

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from engine.backends.base import renormalise
 from engine.categories import Category
-from engine.policy.model import Calibration
+from engine.policy.fitting import Calibration
 
 # log(0) is -inf; a floor keeps a label the model gave no mass at (almost) no mass.
 _FLOOR = 1e-12

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from engine.backends.base import LabelVerdict
 from engine.categories import Category, Channel, VerdictStatus
 from engine.decide.record import PathStep
-from engine.policy.model import Fallback, Fallbacks, Policy, Rule
+from engine.policy.fallbacks import Fallback, Fallbacks
+from engine.policy.model import Policy
+from engine.policy.rules import Rule
 
 SAFETY = Category.SAFETY_COMPLIANCE
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.decide.prefilter import GuardedPattern, guard_alternation, prefilter_applies
-from engine.policy.model import KeywordGroup
+from engine.policy.rules import KeywordGroup
 
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\uff07": "'"})
 

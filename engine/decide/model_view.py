@@ -15,7 +15,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Mapping
 
 from engine.decide.keywords import KeywordMatcher
-from engine.policy.model import KeywordGroup, ModelInput
+from engine.policy.prompt import ModelInput
+from engine.policy.rules import KeywordGroup
 
 WITHHELD_MARK = "[instruction withheld]"
 CUT_MARK = " [...] "

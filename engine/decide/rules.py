@@ -25,7 +25,7 @@ import durable_rules_engine
 from engine.categories import Channel, VerdictStatus
 from engine.decide.facts import DecisionFacts
 from engine.errors import RulesEngineError
-from engine.policy.model import Rule
+from engine.policy.rules import Rule
 from engine.policy.ruleset import CATCH_ALL, durable_json, ruleset_definition
 
 DEFAULT_MAX_REVISIONS = 500

@@ -21,7 +21,7 @@ from pydantic import JsonValue
 
 from engine.categories import Category
 from engine.decide.record import CaseRecord, HandOff, WorkflowTrace, handoff
-from engine.policy.model import StepAction, Workflow
+from engine.policy.workflows import StepAction, Workflow
 
 
 @dataclass(frozen=True)

@@ -13,20 +13,13 @@ from dataclasses import dataclass
 import phonenumbers
 
 from engine.categories import CATEGORIES, Category, Channel
+from engine.policy.fitting import ProbeHeadSpec
+from engine.policy.labels import Labels, Thresholds
 from engine.policy.model import ChannelAdjustment as _ChannelAdjustment
-from engine.policy.model import (
-    Condition,
-    KeywordGroup,
-    Labels,
-    ProbeHeadSpec,
-    PromptSpec,
-    Redaction,
-    Rule,
-    StepAction,
-    Thresholds,
-    Workflow,
-    Workflows,
-)
+from engine.policy.model import Redaction
+from engine.policy.prompt import PromptSpec
+from engine.policy.rules import Condition, KeywordGroup, Rule
+from engine.policy.workflows import StepAction, Workflow, Workflows
 
 PathPart = str | int
 Finding = tuple[tuple[PathPart, ...], str]

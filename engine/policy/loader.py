@@ -22,19 +22,13 @@ from pydantic import TypeAdapter, ValidationError
 from engine.categories import Channel
 from engine.errors import PolicyError, PolicyProblem
 from engine.policy.checks import CROSS_CHECKS, Sections
-from engine.policy.model import (
-    ChannelAdjustment,
-    KeywordGroup,
-    Labels,
-    Policy,
-    ProbeHeadSpec,
-    PromptSpec,
-    Redaction,
-    Rule,
-    Thresholds,
-    Workflows,
-)
+from engine.policy.fitting import ProbeHeadSpec
+from engine.policy.labels import Labels, Thresholds
+from engine.policy.model import ChannelAdjustment, Policy, Redaction
+from engine.policy.prompt import PromptSpec
+from engine.policy.rules import KeywordGroup, Rule
 from engine.policy.templates import check_template
+from engine.policy.workflows import Workflows
 from engine.policy.yaml_source import PolicySource, read_policy_dir
 
 SCHEMA_FILE = "policy.schema.json"

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.categories import CATEGORIES
 from engine.errors import RulesEngineError
-from engine.policy.model import Condition, Rule
+from engine.policy.rules import Condition, Rule
 
 MAX_RULES = 500
 MAX_KEYWORD_GROUPS = 200  # a durable fact holds at most 254 properties

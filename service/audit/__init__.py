@@ -8,6 +8,8 @@
   ``SQLiteAuditStore`` (one process only).
 
 ``store.py`` is the contract, ``rows.py`` the row encoding and read queries both databases share,
+``database.py`` the core every query runs through (placeholders, reads, the writer),
+``claims.py``, ``outbox.py`` and ``shadow.py`` a table each with its statements and queries,
 ``search.py`` the decision search (filter, keyset cursor, statement),
 ``group_commit.py`` the writer thread both use; one module per database.
 """

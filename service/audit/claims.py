@@ -6,12 +6,16 @@ otherwise the statement changes nothing. Whoever holds the row afterwards won, s
 at once exactly one wins, in SQLite (one writer) and in PostgreSQL (the row lock of
 ``ON CONFLICT``) alike. Unlike decisions and reviews, claims are working state, not a record:
 a release or a review deletes the row (who claimed and released is in the access audit).
+``ClaimQueries`` is the store's side: the statements run through the database module.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+from service.audit.database import SqlStoreCore
 
 SQLITE_DDL = """
 CREATE TABLE IF NOT EXISTS claims (
@@ -60,3 +64,33 @@ class Claim:
 def stamp(at: datetime) -> str:
     """UTC with microseconds always written, so stored times compare as text."""
     return at.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+class ClaimQueries(SqlStoreCore):
+    """Claims in a SQL audit store: take, renew, release and read them."""
+
+    async def claim(
+        self, decision_id: str, holder: str, *, ttl_s: float, now: datetime | None = None
+    ) -> Claim | None:
+        at = now or datetime.now(timezone.utc)
+        row = (decision_id, holder, stamp(at), stamp(at + timedelta(seconds=ttl_s)))
+        await self._writable().submit((self._sql(CLAIM), row))
+        return await self.claim_of(decision_id, now=at)
+
+    async def release(self, decision_id: str, holder: str) -> None:
+        await self._writable().submit((self._sql(RELEASE), (decision_id, holder)))
+
+    async def claim_of(self, decision_id: str, *, now: datetime | None = None) -> Claim | None:
+        at = stamp(now or datetime.now(timezone.utc))
+        rows = await asyncio.to_thread(self._read, self._sql(LIVE + ONE), (at, decision_id))
+        return Claim(*rows[0]) if rows else None
+
+    async def live_claims(
+        self, *, tenant: str | None = None, now: datetime | None = None
+    ) -> dict[str, Claim]:
+        at = stamp(now or datetime.now(timezone.utc))
+        statement, args = LIVE, [at]
+        if tenant is not None:
+            statement, args = statement + OF_TENANT, [at, tenant]
+        rows = await asyncio.to_thread(self._read, self._sql(statement), tuple(args))
+        return {row[0]: Claim(*row) for row in rows}

@@ -4,15 +4,19 @@
 hand-off committed twice is stored once). Whether a row was delivered is the dispatcher's
 business and lives in its own table, ``outbox_delivery``: no row there means pending; ``delivered``
 and ``dead`` are settled; ``replay`` is a dead letter an operator sent back to pending.
-Statements are written once with ``{p}`` placeholders and ``{json}`` casts, like ``rows.py``.
+Statements are written once with ``{p}`` placeholders and ``{json}`` casts (``database.py``);
+``OutboxQueries`` runs them for the store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.decide.record import HandOff
+from service.audit.database import SqlStoreCore, stored_record
+from service.audit.group_commit import Statement
 
 SQLITE_DDL = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -156,3 +160,46 @@ def outbox_row(handoff: HandOff, created_at: str) -> tuple[Any, ...]:
         created_at,
         handoff.__pydantic_serializer__.to_json(handoff).decode(),
     )
+
+
+class OutboxQueries(SqlStoreCore):
+    """The outbox in a SQL audit store: written with a decision or review, read by the
+    dispatcher, settled through the same writer."""
+
+    def _outbox(self, handoffs: Iterable[HandOff], at: str) -> list[Statement]:
+        insert = self._sql(INSERT)
+        return [(insert, outbox_row(h, at)) for h in handoffs]
+
+    async def pending_handoffs(self, after_id: int, limit: int) -> list[OutboxEntry]:
+        rows = await self._query(PENDING, after_id, limit)
+        return [OutboxEntry(int(i), stored_record(message)) for i, message in rows]
+
+    async def outbox_depth(self, after_id: int = 0) -> tuple[int, int | None]:
+        """Pending hand-offs (beyond ``after_id``) and the oldest one's row id."""
+        [(count, oldest)] = await self._query(DEPTH, after_id)
+        return int(count), None if oldest is None else int(oldest)
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        if settlements:
+            statement = self._sql(SETTLE)
+            await self._writable().submit(
+                *[
+                    (statement, (s.outbox_id, s.state, s.attempts, s.reason, s.at))
+                    for s in settlements
+                ]
+            )
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        return [DeadLetter(*row) for row in await self._query(DEAD, limit)]
+
+    async def dead_letter_count(self) -> int:
+        rows = await self._query(DEAD_COUNT)
+        return int(rows[0][0])
+
+    async def handoffs_for(self, decision_id: str) -> list[HandOffState]:
+        return [
+            HandOffState(key, routing, at, state or "pending", attempts or 0, reason)
+            for key, routing, at, state, attempts, reason in await self._query(
+                FOR_DECISION, decision_id
+            )
+        ]

@@ -1,34 +1,28 @@
-"""What both databases share: the row encoding, the statements, and the store around them.
+"""What both databases share: decisions, reviews and accesses as rows, and the store around them.
 
-Statements are written once with ``{p}`` for the driver's placeholder (``?`` for SQLite, ``%s``
-for psycopg). A database module supplies ``_placeholder``, ``_read`` and a group-commit writer
-(``_group``) and inherits every method of the ``AuditStore`` contract but ``close``.
+Statements are written once with ``{p}`` for the driver's placeholder (``database.py``). A
+database module supplies ``_placeholder``, ``_read`` and a group-commit writer (``_group``) and
+inherits every method of the ``AuditStore`` contract but ``close``: those of decisions, reviews,
+the review queue and the live numbers from here, claims, the outbox, shadow decisions and the
+search from the query class beside each (``claims.py``, ``outbox.py``, ``shadow.py``,
+``search.py``).
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Sequence
 from typing import Any
 
 from engine import AuditStoreError, DecisionRecord
 from engine.decide.record import HandOff, encode_record
-from service.audit import claims, outbox, shadow
-from service.audit.claims import Claim
-from service.audit.group_commit import GroupCommitWriter, Statement
-from service.audit.outbox import DeadLetter, HandOffState, OutboxEntry, Settlement
-from service.audit.search import Cursor, DecisionFilter, SearchPage, search_statement, summary
-from service.audit.shadow import (
-    ExampleKind,
-    SafetyMove,
-    ShadowCount,
-    ShadowExample,
-    ShadowRow,
-    VerdictSource,
-)
+from service.audit import claims
+from service.audit.claims import ClaimQueries
+from service.audit.database import TENANT, stored_record
+from service.audit.outbox import OutboxQueries
+from service.audit.search import SearchQueries
+from service.audit.shadow import ShadowQueries
 from service.audit.store import (
     AccessRecord,
     Backlog,
@@ -48,9 +42,6 @@ _INSERT_ACCESS = (
     "INSERT INTO accesses (at, subject, tenant, role, action, decision_ids) "
     "VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
 )
-# Reads take the caller's tenant: ``{t}`` is empty (every tenant: the operator's own tools) or
-# ``AND d.tenant = {p}``, so a tenant's query can never see another's rows.
-_TENANT = " AND d.tenant = {p}"
 _INSERT_REVIEW = (
     "INSERT INTO reviews (decision_id, category, note, reviewer, created_at) "
     "VALUES ({p}, {p}, {p}, {p}, {p})"
@@ -121,36 +112,8 @@ def review_row(outcome: ReviewOutcome) -> tuple[str, str, str, str, str]:
     )
 
 
-def _record(value: Any) -> dict[str, Any]:
-    """A stored record as data: SQLite gives JSON text, PostgreSQL's JSONB gives a dict."""
-    data: dict[str, Any] = json.loads(value) if isinstance(value, str | bytes) else value
-    return data
-
-
-class SqlAuditStore(abc.ABC):
+class SqlAuditStore(ClaimQueries, OutboxQueries, ShadowQueries, SearchQueries):
     """The ``AuditStore`` contract over a database module's ``_read`` and group writer."""
-
-    _placeholder: str
-    _dialect: str  # "sqlite" or "postgres": picks the search statement's dialect-specific part
-    _json_cast = ""  # PostgreSQL: "::jsonb"
-    _group: GroupCommitWriter | None
-    _name: str
-
-    @abc.abstractmethod
-    def _read(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one read statement on a connection of the database module's own."""
-
-    def _writable(self) -> GroupCommitWriter:
-        if self._group is None:
-            raise AuditStoreError(f"{self._name} was opened read-only")
-        return self._group
-
-    def _sql(self, statement: str) -> str:
-        return statement.format(p=self._placeholder, json=self._json_cast)
-
-    def _outbox(self, handoffs: Iterable[HandOff], at: str) -> list[Statement]:
-        insert = self._sql(outbox.INSERT)
-        return [(insert, outbox.outbox_row(h, at)) for h in handoffs]
 
     async def append(
         self,
@@ -177,72 +140,6 @@ class SqlAuditStore(abc.ABC):
             (self._sql(claims.DROP), (outcome.decision_id,)),  # the case is worked: no claim
         )
 
-    # -- claims: who works a case (service.audit.claims) ---------------------------------------
-
-    async def claim(
-        self, decision_id: str, holder: str, *, ttl_s: float, now: datetime | None = None
-    ) -> Claim | None:
-        at = now or datetime.now(timezone.utc)
-        row = (decision_id, holder, claims.stamp(at), claims.stamp(at + timedelta(seconds=ttl_s)))
-        await self._writable().submit((self._sql(claims.CLAIM), row))
-        return await self.claim_of(decision_id, now=at)
-
-    async def release(self, decision_id: str, holder: str) -> None:
-        await self._writable().submit((self._sql(claims.RELEASE), (decision_id, holder)))
-
-    async def claim_of(self, decision_id: str, *, now: datetime | None = None) -> Claim | None:
-        at = claims.stamp(now or datetime.now(timezone.utc))
-        rows = await asyncio.to_thread(
-            self._read, self._sql(claims.LIVE + claims.ONE), (at, decision_id)
-        )
-        return Claim(*rows[0]) if rows else None
-
-    async def live_claims(
-        self, *, tenant: str | None = None, now: datetime | None = None
-    ) -> dict[str, Claim]:
-        at = claims.stamp(now or datetime.now(timezone.utc))
-        statement, args = claims.LIVE, [at]
-        if tenant is not None:
-            statement, args = statement + claims.OF_TENANT, [at, tenant]
-        rows = await asyncio.to_thread(self._read, self._sql(statement), tuple(args))
-        return {row[0]: Claim(*row) for row in rows}
-
-    # -- the outbox: read by the dispatcher, settled through the same writer ------------------
-
-    async def pending_handoffs(self, after_id: int, limit: int) -> list[OutboxEntry]:
-        rows = await self._query(outbox.PENDING, after_id, limit)
-        return [OutboxEntry(int(i), _record(message)) for i, message in rows]
-
-    async def outbox_depth(self, after_id: int = 0) -> tuple[int, int | None]:
-        """Pending hand-offs (beyond ``after_id``) and the oldest one's row id."""
-        [(count, oldest)] = await self._query(outbox.DEPTH, after_id)
-        return int(count), None if oldest is None else int(oldest)
-
-    async def settle(self, settlements: Sequence[Settlement]) -> None:
-        if settlements:
-            statement = self._sql(outbox.SETTLE)
-            await self._writable().submit(
-                *[
-                    (statement, (s.outbox_id, s.state, s.attempts, s.reason, s.at))
-                    for s in settlements
-                ]
-            )
-
-    async def dead_letters(self, limit: int) -> list[DeadLetter]:
-        return [DeadLetter(*row) for row in await self._query(outbox.DEAD, limit)]
-
-    async def dead_letter_count(self) -> int:
-        rows = await self._query(outbox.DEAD_COUNT)
-        return int(rows[0][0])
-
-    async def handoffs_for(self, decision_id: str) -> list[HandOffState]:
-        return [
-            HandOffState(key, routing, at, state or "pending", attempts or 0, reason)
-            for key, routing, at, state, attempts, reason in await self._query(
-                outbox.FOR_DECISION, decision_id
-            )
-        ]
-
     async def record_access(self, access: AccessRecord) -> None:
         row = (
             access.at,
@@ -265,17 +162,11 @@ class SqlAuditStore(abc.ABC):
             for at, subject, tenant, role, action, ids in rows
         ]
 
-    async def _query(self, statement: str, *params: Any, tenant: str | None = None) -> list[Any]:
-        where = "" if tenant is None else _TENANT.format(p=self._placeholder)
-        text = statement.format(p=self._placeholder, json=self._json_cast, t=where, q="")
-        args = params if tenant is None else (*params[:-1], tenant, params[-1])
-        return await asyncio.to_thread(self._read, text, args)
-
     async def get(self, decision_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
-        where = "" if tenant is None else _TENANT.format(p=self._placeholder)
+        where = "" if tenant is None else TENANT.format(p=self._placeholder)
         args = (decision_id,) if tenant is None else (decision_id, tenant)
         rows = await asyncio.to_thread(self._read, _GET.format(p=self._placeholder, t=where), args)
-        return _record(rows[0][0]) if rows else None
+        return stored_record(rows[0][0]) if rows else None
 
     async def reviews_for(self, decision_id: str) -> list[ReviewOutcome]:
         return [ReviewOutcome(*row) for row in await self._query(_REVIEWS_FOR, decision_id)]
@@ -290,7 +181,7 @@ class SqlAuditStore(abc.ABC):
         p = self._placeholder
         where, args = "", []
         if tenant is not None:
-            where, args = _TENANT.format(p=p), [tenant]
+            where, args = TENANT.format(p=p), [tenant]
         only = ""
         if queues is not None:
             only = (
@@ -306,7 +197,7 @@ class SqlAuditStore(abc.ABC):
     async def labelled(self, limit: int, *, tenant: str | None = None) -> list[LabelledReview]:
         out = []
         for value, category, reviewer, at in await self._query(_LABELLED, limit, tenant=tenant):
-            record = _record(value)
+            record = stored_record(value)
             out.append(
                 LabelledReview(
                     decision_id=str(record["decision_id"]),
@@ -324,18 +215,20 @@ class SqlAuditStore(abc.ABC):
     async def recent(
         self, policy_id: str, limit: int, *, tenant: str | None = None
     ) -> list[RecordedDecision]:
-        where = "" if tenant is None else _TENANT.format(p=self._placeholder)
+        where = "" if tenant is None else TENANT.format(p=self._placeholder)
         args = (policy_id, limit) if tenant is None else (policy_id, tenant, limit)
         rows = await asyncio.to_thread(
             self._read, _RECENT.format(p=self._placeholder, t=where), args
         )
-        return [RecordedDecision(_record(value), reviewed) for value, reviewed in reversed(rows)]
+        return [
+            RecordedDecision(stored_record(value), reviewed) for value, reviewed in reversed(rows)
+        ]
 
     # -- the live numbers page: counts, not records ----------------------------------------------
 
     async def tally(self, since: str, *, tenant: str | None = None) -> list[Tally]:
         p = self._placeholder
-        where, args = ("", (since,)) if tenant is None else (_TENANT.format(p=p), (since, tenant))
+        where, args = ("", (since,)) if tenant is None else (TENANT.format(p=p), (since, tenant))
         rows = await asyncio.to_thread(self._read, _TALLY.format(p=p, t=where), args)
         return [Tally(category, bool(degraded), int(n)) for category, degraded, n in rows]
 
@@ -343,7 +236,7 @@ class SqlAuditStore(abc.ABC):
         self, *, tenant: str | None = None, queues: frozenset[str] | None = None
     ) -> list[Backlog]:
         p = self._placeholder
-        where, args = ("", []) if tenant is None else (_TENANT.format(p=p), [tenant])
+        where, args = ("", []) if tenant is None else (TENANT.format(p=p), [tenant])
         only = ""
         if queues is not None:
             only = (
@@ -356,76 +249,6 @@ class SqlAuditStore(abc.ABC):
         rows = await asyncio.to_thread(self._read, statement, tuple(args))
         return [Backlog(queue, int(n), oldest) for queue, n, oldest in rows]
 
-    # -- shadow decisions: a table of their own, never read as decisions -----------------------
-
-    async def append_shadow(self, rows: Sequence[ShadowRow]) -> None:
-        if rows:
-            statement = self._sql(shadow.INSERT)
-            await self._writable().submit(*[(statement, row.params()) for row in rows])
-
-    async def shadow_counts(self, run_id: str, *, tenant: str | None = None) -> list[ShadowCount]:
-        p = self._placeholder
-        where, args = (
-            ("", (run_id,)) if tenant is None else (shadow.TENANT.format(p=p), (run_id, tenant))
-        )
-        rows = await asyncio.to_thread(self._read, shadow.COUNTS.format(p=p, t=where), args)
-        return [
-            ShadowCount(t, SafetyMove(move), bool(agree), VerdictSource(source), int(n))
-            for t, move, agree, source, n in rows
-        ]
-
-    async def shadow_examples(
-        self, run_id: str, kind: ExampleKind, limit: int, *, tenant: str
-    ) -> list[ShadowExample]:
-        statement = shadow.EXAMPLES[kind].format(p=self._placeholder)
-        rows = await asyncio.to_thread(self._read, statement, (run_id, tenant, limit))
-        return [
-            ShadowExample(
-                decision_id,
-                created_at,
-                live,
-                candidate,
-                bool(live_review),
-                bool(shadow_review),
-                str(_record(record).get("input_redacted", "")),
-            )
-            for decision_id, created_at, live, candidate, live_review, shadow_review, record in rows
-        ]
-
-    async def search(
-        self,
-        flt: DecisionFilter,
-        limit: int,
-        *,
-        after: Cursor | None = None,
-        tenant: str | None = None,
-        queues: frozenset[str] | None = None,
-    ) -> SearchPage:
-        statement, args = search_statement(
-            flt, dialect=self._dialect, tenant=tenant, queues=queues, after=after, limit=limit + 1
-        )
-        rows = await asyncio.to_thread(self._read, self._sql(statement), args)
-        items = [summary(row, _record(row[2])) for row in rows[:limit]]
-        more = len(rows) > limit and items
-        return SearchPage(
-            items, Cursor(items[-1].created_at, items[-1].decision_id) if more else None
-        )
-
-    async def count_matching(
-        self,
-        flt: DecisionFilter,
-        cap: int,
-        *,
-        tenant: str | None = None,
-        queues: frozenset[str] | None = None,
-    ) -> int:
-        statement, args = search_statement(
-            flt, dialect=self._dialect, tenant=tenant, queues=queues, after=None, limit=cap
-        )
-        counted = self._sql(f"SELECT COUNT(*) FROM ({statement}) AS m")  # noqa: S608 (constants)
-        rows = await asyncio.to_thread(self._read, counted, args)
-        return int(rows[0][0])
-
     async def ping(self) -> None:
         # Through the group writer, like a decision: the writer thread is alive, the database
         # takes a write transaction (SQLite: BEGIN IMMEDIATE). A SELECT writes nothing.
@@ -437,7 +260,7 @@ class SqlAuditStore(abc.ABC):
             raise AuditStoreError(f"{self._name} cannot commit: {type(exc).__name__}") from exc
 
     async def count(self, *, tenant: str | None = None) -> int:
-        where = "" if tenant is None else _TENANT.format(p=self._placeholder)
+        where = "" if tenant is None else TENANT.format(p=self._placeholder)
         args = () if tenant is None else (tenant,)
         rows = await asyncio.to_thread(
             self._read, _COUNT.format(t=where, p=self._placeholder), args

@@ -5,11 +5,13 @@ Results are newest first, ordered by ``(created_at, decision_id)``; a page ends 
 its last row and the next page starts strictly after it (a keyset: no OFFSET, so a deep page
 costs what the first does and a row recorded meanwhile neither shifts nor repeats a page).
 Timestamps compare as text: the engine writes every ``created_at`` as UTC ISO 8601
-(``…+00:00``), and the filter's bounds are written the same way.
+(``…+00:00``), and the filter's bounds are written the same way. ``SearchQueries`` runs the
+statement for the store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -22,6 +24,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.categories import Category
+from service.audit.database import SqlStoreCore, stored_record
 
 
 class ReviewState(str, Enum):
@@ -286,3 +289,41 @@ def summary(row: tuple[Any, ...], record: dict[str, Any]) -> DecisionSummary:
         degraded=bool(record.get("degraded", False)),
         input_redacted=str(record.get("input_redacted", "")),
     )
+
+
+class SearchQueries(SqlStoreCore):
+    """The decision search in a SQL audit store: a page of summaries, or how many match."""
+
+    async def search(
+        self,
+        flt: DecisionFilter,
+        limit: int,
+        *,
+        after: Cursor | None = None,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> SearchPage:
+        statement, args = search_statement(
+            flt, dialect=self._dialect, tenant=tenant, queues=queues, after=after, limit=limit + 1
+        )
+        rows = await asyncio.to_thread(self._read, self._sql(statement), args)
+        items = [summary(row, stored_record(row[2])) for row in rows[:limit]]
+        more = len(rows) > limit and items
+        return SearchPage(
+            items, Cursor(items[-1].created_at, items[-1].decision_id) if more else None
+        )
+
+    async def count_matching(
+        self,
+        flt: DecisionFilter,
+        cap: int,
+        *,
+        tenant: str | None = None,
+        queues: frozenset[str] | None = None,
+    ) -> int:
+        statement, args = search_statement(
+            flt, dialect=self._dialect, tenant=tenant, queues=queues, after=None, limit=cap
+        )
+        counted = self._sql(f"SELECT COUNT(*) FROM ({statement}) AS m")  # noqa: S608 (constants)
+        rows = await asyncio.to_thread(self._read, counted, args)
+        return int(rows[0][0])

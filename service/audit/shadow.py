@@ -3,13 +3,18 @@
 ``shadow_decisions`` lives beside ``decisions`` in the tenant's regional store but shares nothing
 with it: a shadow row is never a decision, never in the review queue, never in the outbox, so it
 cannot act. One row per live decision a shadow run decided (``run_id``, ``decision_id`` unique),
-append-only like the record. Statements use ``{p}``/``{json}`` like ``rows.py``.
+append-only like the record. Statements use ``{p}``/``{json}`` (``database.py``); ``ShadowQueries``
+runs them for the store.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+
+from service.audit.database import SqlStoreCore, stored_record
 
 
 class SafetyMove(str, Enum):
@@ -158,3 +163,39 @@ EXAMPLES = {
     ExampleKind.OTHER: _EXAMPLE_COLUMNS
     + "AND safety = 'same' AND agree = FALSE ORDER BY id DESC LIMIT {p}",
 }
+
+
+class ShadowQueries(SqlStoreCore):
+    """Shadow decisions in a SQL audit store: a table of their own, never read as decisions."""
+
+    async def append_shadow(self, rows: Sequence[ShadowRow]) -> None:
+        if rows:
+            statement = self._sql(INSERT)
+            await self._writable().submit(*[(statement, row.params()) for row in rows])
+
+    async def shadow_counts(self, run_id: str, *, tenant: str | None = None) -> list[ShadowCount]:
+        p = self._placeholder
+        where, args = ("", (run_id,)) if tenant is None else (TENANT.format(p=p), (run_id, tenant))
+        rows = await asyncio.to_thread(self._read, COUNTS.format(p=p, t=where), args)
+        return [
+            ShadowCount(t, SafetyMove(move), bool(agree), VerdictSource(source), int(n))
+            for t, move, agree, source, n in rows
+        ]
+
+    async def shadow_examples(
+        self, run_id: str, kind: ExampleKind, limit: int, *, tenant: str
+    ) -> list[ShadowExample]:
+        statement = EXAMPLES[kind].format(p=self._placeholder)
+        rows = await asyncio.to_thread(self._read, statement, (run_id, tenant, limit))
+        return [
+            ShadowExample(
+                decision_id,
+                created_at,
+                live,
+                candidate,
+                bool(live_review),
+                bool(shadow_review),
+                str(stored_record(record).get("input_redacted", "")),
+            )
+            for decision_id, created_at, live, candidate, live_review, shadow_review, record in rows
+        ]

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import Category
-from engine.policy.model import Policy, StepAction, Workflow
+from engine.policy.model import Policy
+from engine.policy.workflows import StepAction, Workflow
 
 LABELS = {
     Category.INFORMATIONAL.value: "informational (a question to answer)",

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.policy.labels import Thresholds
 from engine.policy.loader import LoadedPolicy
-from engine.policy.model import Condition, KeywordGroup, Rule, RuleAction, Thresholds
+from engine.policy.rules import Condition, KeywordGroup, Rule, RuleAction
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,8 @@ def test_fit_thresholds_and_calibrate_write_applicable_proposals(
 
 
 def test_patched_policy_still_loads(tmp_path: Path) -> None:
-    from engine.policy.model import Calibration, Thresholds
+    from engine.policy.fitting import Calibration
+    from engine.policy.labels import Thresholds
     from eval import patch
 
     original = (DEFAULT_POLICY / "policy.yaml").read_text(encoding="utf-8")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eval.dataset import read_cases
+from eval.dataset import read_cases, text_key
 from eval.split import DATA, build_splits, fit_pool, smoke_sample
 
 
@@ -30,9 +30,9 @@ def test_the_fit_pool_is_checked_in_and_shares_no_message_with_either_split() ->
     dev, holdout = build_splits(DATA)
     pool = fit_pool(DATA, dev, holdout)
     assert read_cases(DATA / "fit_pool.csv") == pool
-    texts = {" ".join(c.text.split()).casefold() for c in (*dev, *holdout)}
+    texts = {text_key(c.text) for c in (*dev, *holdout)}
     ids = {c.case_id for c in (*dev, *holdout)}
     assert pool
     assert not [c for c in pool if c.case_id in ids]
-    assert not [c for c in pool if " ".join(c.text.split()).casefold() in texts]
+    assert not [c for c in pool if text_key(c.text) in texts]
     assert {c.family for c in pool} == {"bitext", "medicationqa"}

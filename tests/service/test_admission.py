@@ -12,7 +12,7 @@ from engine import Engine, LoadedPolicy, RulesCache, load_policy
 from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category, VerdictStatus
-from engine.policy.model import Overload, OverloadMode
+from engine.policy.fallbacks import Overload, OverloadMode
 from service.admission import Admission, Admit, CircuitBreaker, ModelGuard, Refuse
 from service.loop_lag import LoopLagMonitor
 from tests.conftest import DEFAULT_POLICY, PROMPTS

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.policy.model import Condition, Rule
+from engine.policy.rules import Condition, Rule
 
 
 def condition_holds(cond: Condition, fact: Mapping[str, Any]) -> bool:

@@ -14,8 +14,8 @@ from engine.decide.calibration import apply_temperature, calibrate
 from engine.decide.engine import Engine
 from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
+from engine.policy.fitting import Calibration
 from engine.policy.loader import load_policy
-from engine.policy.model import Calibration
 from tests.conftest import Editor
 
 INFO, SERVICE, SAFETY = Category.INFORMATIONAL, Category.SERVICE_ACTION, Category.SAFETY_COMPLIANCE

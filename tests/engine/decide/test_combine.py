@@ -10,7 +10,8 @@ from engine.backends.base import LabelVerdict
 from engine.categories import Category, Channel, VerdictStatus
 from engine.decide.combine import combine
 from engine.policy.loader import load_policy
-from engine.policy.model import ChannelAdjustment, Condition, Policy, Rule, RuleAction
+from engine.policy.model import ChannelAdjustment, Policy
+from engine.policy.rules import Condition, Rule, RuleAction
 from tests.conftest import DEFAULT_POLICY, PROMPTS
 
 INFO, SERVICE, SAFETY = Category.INFORMATIONAL, Category.SERVICE_ACTION, Category.SAFETY_COMPLIANCE

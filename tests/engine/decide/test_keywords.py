@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.decide.keywords import KeywordMatcher
-from engine.policy.model import KeywordGroup
+from engine.policy.rules import KeywordGroup
 
 
 def _matcher(*keywords: str, patterns: tuple[str, ...] = ()) -> KeywordMatcher:

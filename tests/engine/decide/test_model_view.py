@@ -8,7 +8,8 @@ from engine.categories import Channel
 from engine.decide.model_view import CUT_MARK, WITHHELD_MARK, ModelView, sentences
 from engine.decide.prompts import PromptBuilder
 from engine.policy.loader import LoadedPolicy, load_policy
-from engine.policy.model import KeywordGroup, ModelInput
+from engine.policy.prompt import ModelInput
+from engine.policy.rules import KeywordGroup
 from tests.conftest import LIVE_PROMPTS, POLICIES
 
 GROUPS = {

@@ -25,7 +25,7 @@ from engine.decide.facts import DecisionFacts
 from engine.decide.keywords import KeywordMatcher
 from engine.decide.rules import CompiledRules, RulesCache
 from engine.errors import RulesEngineError
-from engine.policy.model import Condition, KeywordGroup, Rule, RuleAction
+from engine.policy.rules import Condition, KeywordGroup, Rule, RuleAction
 from engine.policy.ruleset import MAX_SIMULTANEOUS
 from tests.engine.decide import rules_oracle
 

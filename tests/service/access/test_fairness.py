@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category
-from engine.policy.model import Overload, OverloadMode
+from engine.policy.fallbacks import Overload, OverloadMode
 from service.access.fairness import TenantFairness, TokenBucket
 from service.access.tenants import Tenant
 from service.admission import Admission, Admit, CircuitBreaker, ModelGuard, Refuse

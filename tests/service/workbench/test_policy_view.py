@@ -4,7 +4,7 @@ applies."""
 from __future__ import annotations
 
 from engine.policy.loader import load_policy
-from engine.policy.model import Condition
+from engine.policy.rules import Condition
 from service.workbench.policy_view import describe, view
 from tests.conftest import DEFAULT_POLICY, PROMPTS
 

@@ -1,0 +1,77 @@
+"""``switchboard eval fit-thresholds``: the cost trade-off curve and a thresholds proposal.
+
+Replays recorded model probabilities (or a fresh run of --data) under candidate thresholds and
+writes the best as a YAML fragment and a diff of the policy file (``eval/patch.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine import Engine
+from eval import patch
+from eval.recorded import replay_rows
+from eval.run_command import rows_for_fit
+from eval.thresholds import Fit, Operating, engine_with, fit_thresholds, without_rules
+
+
+def _curve_line(o: Operating) -> str:
+    t = o.thresholds
+
+    def f(v: float | None) -> str:
+        return "  n/a" if v is None else f"{v:.3f}"
+
+    return (
+        f"{t.safety_escalation:5.2f} {t.safety_compliance:6.2f} {t.informational:5.2f} "
+        f"{t.service_action:7.2f} | {o.cost:8.1f} {f(o.safety_recall)} "
+        f"{f(o.false_escalation_rate)} {f(o.review_rate)} {f(o.accuracy)}"
+    )
+
+
+def _print_fit(fit: Fit) -> None:
+    print("trade-off curve (best setting for each safety escalation value):")
+    print("  esc safety  info service |     cost recall f.esc review   acc")
+    for o in fit.curve:
+        print("  " + _curve_line(o))
+    print("current: " + _curve_line(fit.current))
+    print("best:    " + _curve_line(fit.best))
+
+
+async def propose_thresholds(args: argparse.Namespace) -> int:
+    rows, engine, source = await rows_for_fit(args)
+    if args.without_rules:
+        print("without rules: the model and thresholds alone (not a proposal)")
+        _print_fit(fit_thresholds(without_rules(engine), rows))
+        return 0
+    fit = fit_thresholds(engine, rows, max_escalation=args.max_escalation)
+    _print_fit(fit)
+    best_engine_rows = replay_rows(
+        _engine_with_thresholds(engine, fit), rows
+    )  # the winner, checked by a full replay
+    reviewed = sum(r.requires_human_review for r in best_engine_rows) / len(best_engine_rows)
+    print(f"full replay of the best setting: review rate {reviewed:.3f}")
+    policy_path = patch.policy_file(engine.loaded.directory)
+    before = policy_path.read_text(encoding="utf-8")
+    after = patch.with_thresholds(before, fit.best.thresholds)
+    header = (
+        f"# Proposed by `switchboard eval fit-thresholds` from {source} "
+        f"({len(rows)} decisions, policy {engine.loaded.id} {engine.loaded.version} "
+        f"revision {engine.loaded.revision}).\n"
+        f"# Cost {fit.current.cost:.1f} -> {fit.best.cost:.1f} with cost_matrix "
+        f"{engine.policy.cost_matrix.model_dump()}.\n"
+    )
+    patch.write_proposal(
+        Path(args.out),
+        "thresholds",
+        header,
+        {"thresholds": fit.best.thresholds.model_dump()},
+        policy_path,
+        before,
+        after,
+    )
+    return 0
+
+
+def _engine_with_thresholds(engine: Engine, fit: Fit) -> Engine:
+    return engine_with(engine, fit.best.thresholds)
