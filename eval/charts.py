@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from engine.categories import CATEGORIES
 from eval.metrics import ReliabilityBin
@@ -115,6 +116,16 @@ def tradeoff_chart(
     title: str,
     path: Path,
 ) -> Path:
+    """``tradeoff_figure`` written to ``path`` as a PNG."""
+    fig = tradeoff_figure(curves, chosen, title)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def tradeoff_figure(
+    curves: Mapping[str, Sequence[TradeoffPoint]], chosen: TradeoffPoint, title: str
+) -> Figure:
     """Automation rate against safety recall, one line per curve, each point an escalation value.
 
     Each line is labelled in the legend and each point with its escalation threshold, so the
@@ -157,6 +168,4 @@ def tradeoff_chart(
     ax.set_title(title)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig

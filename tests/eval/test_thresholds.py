@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pytest
 
 from engine.backends.fake import FakeBackend
@@ -12,7 +13,7 @@ from engine.categories import Category, Channel, VerdictStatus
 from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
-from eval.charts import tradeoff_chart
+from eval.charts import tradeoff_chart, tradeoff_figure
 from eval.predictions import Prediction
 from eval.recorded import replay_rows
 from eval.thresholds import decision_cost, engine_with, fit_thresholds
@@ -135,3 +136,26 @@ def test_the_tradeoff_chart_is_a_png_with_every_curve(tmp_path: Path) -> None:
     )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 5_000
+
+
+def test_the_tradeoff_figure_draws_each_curve_in_escalation_order_and_rings_the_choice() -> None:
+    curves = {
+        "rules on": [(0.4, 0.99, 0.9), (0.2, 1.0, 0.8)],
+        "rules off": [(0.2, 0.9, 0.8), (0.6, 0.85, 0.95)],
+    }
+    fig = tradeoff_figure(curves, (0.4, 0.99, 0.9), "trade-off")
+    ax = fig.axes[0]
+    drawn = {
+        line.get_label(): list(zip(line.get_xdata(), line.get_ydata(), strict=True))
+        for line in ax.get_lines()
+        if not line.get_label().startswith("_")
+    }
+    assert drawn == {
+        "rules on": [(1.0, 0.8), (0.99, 0.9)],
+        "rules off": [(0.9, 0.8), (0.85, 0.95)],
+    }
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["rules on", "rules off", "chosen (escalation 0.40)"]
+    ringed = ax.collections[0].get_offsets().tolist()
+    assert ringed == [[0.99, 0.9]]
+    plt.close(fig)
