@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from engine.backends.fake import FakeBackend
@@ -146,16 +147,24 @@ def test_the_tradeoff_figure_draws_each_curve_in_escalation_order_and_rings_the_
     fig = tradeoff_figure(curves, (0.4, 0.99, 0.9), "trade-off")
     ax = fig.axes[0]
     drawn = {
-        line.get_label(): list(zip(line.get_xdata(), line.get_ydata(), strict=True))
+        str(line.get_label()): [
+            (float(x), float(y))
+            for x, y in zip(np.asarray(line.get_xdata()), np.asarray(line.get_ydata()), strict=True)
+        ]
         for line in ax.get_lines()
-        if not line.get_label().startswith("_")
+        if not str(line.get_label()).startswith("_")
     }
     assert drawn == {
         "rules on": [(1.0, 0.8), (0.99, 0.9)],
         "rules off": [(0.9, 0.8), (0.85, 0.95)],
     }
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["rules on", "rules off", "chosen (escalation 0.40)"]
-    ringed = ax.collections[0].get_offsets().tolist()
+    legend = ax.get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "rules on",
+        "rules off",
+        "chosen (escalation 0.40)",
+    ]
+    ringed = np.asarray(ax.collections[0].get_offsets()).tolist()
     assert ringed == [[0.99, 0.9]]
     plt.close(fig)
