@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine import Engine
 from eval import patch
 from eval.recorded import replay_rows
 from eval.run_command import rows_for_fit
@@ -46,9 +45,8 @@ async def propose_thresholds(args: argparse.Namespace) -> int:
         return 0
     fit = fit_thresholds(engine, rows, max_escalation=args.max_escalation)
     _print_fit(fit)
-    best_engine_rows = replay_rows(
-        _engine_with_thresholds(engine, fit), rows
-    )  # the winner, checked by a full replay
+    # The winner, checked by a full replay.
+    best_engine_rows = replay_rows(engine_with(engine, fit.best.thresholds), rows)
     reviewed = sum(r.requires_human_review for r in best_engine_rows) / len(best_engine_rows)
     print(f"full replay of the best setting: review rate {reviewed:.3f}")
     policy_path = patch.policy_file(engine.loaded.directory)
@@ -71,7 +69,3 @@ async def propose_thresholds(args: argparse.Namespace) -> int:
         after,
     )
     return 0
-
-
-def _engine_with_thresholds(engine: Engine, fit: Fit) -> Engine:
-    return engine_with(engine, fit.best.thresholds)
