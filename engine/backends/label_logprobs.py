@@ -55,15 +55,6 @@ class TokenAlternative:
     top_logprobs: Sequence[TokenAlternative] | None = field(default=None)
 
 
-def label_probabilities(
-    positions: Sequence[Position], choices: Sequence[LabelChoice]
-) -> dict[Category, float] | None:
-    """Probabilities renormalised over the allowed labels, or None when no alternative names
-    a label."""
-    scored = answer_and_label_probabilities(positions, choices)
-    return None if scored is None else scored[1]
-
-
 def answer_and_label_probabilities(
     positions: Sequence[Position], choices: Sequence[LabelChoice]
 ) -> tuple[dict[str, float], dict[Category, float]] | None:
@@ -71,20 +62,6 @@ def answer_and_label_probabilities(
     or None when no alternative names an answer."""
     scores = answer_logprobs(positions, choices)
     return None if scores is None else answer_probabilities(scores, choices)
-
-
-def label_logprobs(
-    positions: Sequence[Position], choices: Sequence[LabelChoice]
-) -> dict[Category, float] | None:
-    """Per-label log-probability mass from the first non-whitespace position's alternatives."""
-    scores = answer_logprobs(positions, choices)
-    if scores is None:
-        return None
-    mass: dict[Category, float] = {}
-    for choice, value in zip(choices, scores, strict=True):
-        seen = mass.get(choice.category)
-        mass[choice.category] = value if seen is None else _logaddexp(seen, value)
-    return mass
 
 
 def answer_logprobs(
@@ -112,25 +89,23 @@ def answer_logprobs(
 
 def _match_answer(text: str, choices: Sequence[LabelChoice]) -> int | None:
     """The index of the one choice whose answer starts with ``text`` or is a prefix of it."""
+    hits = _answers_matching(text, choices)
+    return hits[0] if len(hits) == 1 else None
+
+
+def _answers_matching(text: str, choices: Sequence[LabelChoice]) -> list[int]:
     if not text:
-        return None
-    hits = [
+        return []
+    return [
         i
         for i, c in enumerate(choices)
         if (answer := c.answer.casefold()).startswith(text) or text.startswith(answer)
     ]
-    return hits[0] if len(hits) == 1 else None
 
 
 def match_label(text: str, choices: Sequence[LabelChoice]) -> Category | None:
-    """The one choice whose answer starts with ``text`` or is a prefix of it, else None."""
-    if not text:
-        return None
-    hits = {
-        c.category
-        for c in choices
-        if (answer := c.answer.casefold()).startswith(text) or text.startswith(answer)
-    }
+    """The one category whose answers alone start with ``text`` or are a prefix of it."""
+    hits = {choices[i].category for i in _answers_matching(text, choices)}
     return hits.pop() if len(hits) == 1 else None
 
 
