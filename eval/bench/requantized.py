@@ -1,8 +1,8 @@
 """Would another quantization of the packaged model read long messages faster? Measured.
 
 ``python -m eval.bench quant`` requantizes the packaged Qwen2.5-Coder-0.5B file (Q4_K_M: most of
-its tensors are in fact Q5_0, its 896-wide rows do not split into k-quant blocks) to Q4_0 and
-Q8_0 with llama.cpp's own ``llama_model_quantize``, into a temporary folder, and scores the
+its tensors are in fact Q5_0, its 896-wide rows do not split into k-quant blocks) to Q4_0, Q8_0
+and IQ4_NL with llama.cpp's own ``llama_model_quantize``, into a temporary folder, and scores the
 rendered prompts of the long-message benchmark (``long_messages``) with one file at a time, as a
 server holds one model (loaded, warmed, every prompt, closed), prefix cached, in ``rounds``
 rounds with the order reversed each round. Not interleaved
@@ -38,7 +38,7 @@ from eval.bench.long_messages import long_messages
 from eval.bench.report import emit, percentile
 
 PACKAGED = "q4_k_m (packaged)"
-TYPES = ("Q4_0", "Q8_0")
+TYPES = ("Q4_0", "Q8_0", "IQ4_NL")
 
 
 def requantize(source: Path, target: Path, kind: str) -> Path:
