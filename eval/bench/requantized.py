@@ -1,16 +1,16 @@
 """Would another quantization of the packaged model read long messages faster? Measured.
 
 ``python -m eval.bench quant`` requantizes the packaged Qwen2.5-Coder-0.5B file (Q4_K_M: most of
-its tensors are in fact Q5_0, its 896-wide rows do not split into k-quant blocks) to Q4_0, Q8_0
-and IQ4_NL with llama.cpp's own ``llama_model_quantize``, into a temporary folder, and scores the
+its tensors are in fact Q5_0, its 896-wide rows do not split into k-quant blocks) to Q4_0, Q8_0 and
+IQ4_NL with llama.cpp's own ``llama_model_quantize``, into a temporary folder, and scores the
 rendered prompts of the long-message benchmark (``long_messages``) with one file at a time, as a
-server holds one model (loaded, warmed, every prompt, closed), prefix cached, in ``rounds``
-rounds with the order reversed each round. Not interleaved
-message by message: with three models loaded at once the packaged file's p50 went from about
-1.4 s to 2.1 s and Q4_0's did not move, a slowdown a server with one model never sees.
-Reports each file's p50/p95 per message and how far its label probabilities move from the
-packaged file's (largest and mean absolute difference, top-label changes). Nothing here is used
-at run time: a file other than the packaged one would also need the probe head refitted.
+server holds one model (loaded, warmed, every prompt, closed), prefix cached, in ``rounds`` rounds
+with the order reversed each round. Not interleaved message by message: with three models loaded at
+once the packaged file's p50 went from about 1.4 s to 2.1 s and Q4_0's did not move, a slowdown a
+server with one model never sees. Reports each file's p50/p95 per message and how far its label
+probabilities move from the packaged file's (largest and mean absolute difference, top-label
+changes). Nothing here is used at run time: a file other than the packaged one would also need the
+probe head refitted.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from engine.backends.base import RenderedPrompt
+from engine.backends.base import RenderedPrompt, top_label
 from engine.backends.embedded import EmbeddedBackend
 from engine.backends.model_files import (
     QWEN25_CODER_05B,
@@ -62,14 +62,16 @@ def _backend(path: Path) -> EmbeddedBackend:
 async def _score_all(
     backend: EmbeddedBackend, prompts: list[RenderedPrompt], builder: PromptBuilder
 ) -> list[tuple[float, dict[Category, float]]]:
-    await backend.score(builder.render("Hello.", Channel.CHAT), builder.choices, deadline_s=300)
-    scored = []
-    for prompt in prompts:
-        started = time.perf_counter()
-        verdict = await backend.score(prompt, builder.choices, deadline_s=60)
-        scored.append(((time.perf_counter() - started) * 1000, dict(verdict.probabilities)))
-    await backend.aclose()
-    return scored
+    try:
+        await backend.score(builder.render("Hello.", Channel.CHAT), builder.choices, deadline_s=300)
+        scored = []
+        for prompt in prompts:
+            started = time.perf_counter()
+            verdict = await backend.score(prompt, builder.choices, deadline_s=60)
+            scored.append(((time.perf_counter() - started) * 1000, dict(verdict.probabilities)))
+        return scored
+    finally:
+        await backend.aclose()
 
 
 def run(rounds: int = 2) -> dict[str, Any]:
@@ -109,10 +111,7 @@ def run(rounds: int = 2) -> dict[str, Any]:
     for name, rows in scored.items():
         ms = [t for t, _ in rows]
         diffs = [max(abs(a[c] - b[c]) for c in a) for a, (_, b) in zip(base, rows[:n], strict=True)]
-        flips = sum(
-            max(a, key=a.__getitem__) != max(b, key=b.__getitem__)
-            for a, (_, b) in zip(base, rows[:n], strict=True)
-        )
+        flips = sum(top_label(a) != top_label(b) for a, (_, b) in zip(base, rows[:n], strict=True))
         results[name] = {
             "bytes": sizes[name],
             "p50_ms": round(statistics.median(ms), 1),
