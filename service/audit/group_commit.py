@@ -17,6 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from engine.errors import AuditStoreError
+
 Statement = tuple[str, tuple[Any, ...]]
 """SQL and its parameters."""
 Work = tuple[tuple[Statement, ...], "Future[None]"]
@@ -25,11 +27,19 @@ Work = tuple[tuple[Statement, ...], "Future[None]"]
 _STOP = object()
 
 
+def _settle_rest(work: list[Work], error: AuditStoreError) -> None:
+    for _, fut in work:
+        if not fut.done():
+            fut.set_exception(error)
+
+
 class GroupCommitWriter:
     """A daemon thread that commits queued statements in batches through ``commit``.
 
     ``commit`` must settle every future in the batch it is given (result or exception), and
-    commit each unit whole or not at all.
+    commit each unit whole or not at all. If it raises instead, or leaves a future unsettled,
+    the units it left fail with ``AuditStoreError`` (their callers answer 503) and the thread
+    goes on: a writer thread that ended would leave every later write waiting for ever.
     """
 
     def __init__(
@@ -62,7 +72,16 @@ class GroupCommitWriter:
             # raise and end this thread, and every later write would wait for ever.
             work = [w for w in work if w[1].set_running_or_notify_cancel()]
             if work:
-                self._commit(work)
+                self._run(work)
+
+    def _run(self, work: list[Work]) -> None:
+        try:
+            self._commit(work)
+        except Exception as exc:
+            failed = AuditStoreError(f"the audit writer could not commit: {exc!r}")
+            failed.__cause__ = exc
+            _settle_rest(work, failed)
+        _settle_rest(work, AuditStoreError("the audit writer left a write unsettled"))
 
     async def submit(self, *statements: Statement) -> None:
         """Queue one unit and return once all of it is committed (or raise why it was not)."""
