@@ -5,8 +5,8 @@ refusal, reload, soak, profile, audit, search, fairness, shadow, or all (default
 (needs RabbitMQ; not part of all) cuts the broker while traffic flows and
 writes ``docs/delivery/outage.{csv,json,png}``.
 ``openai`` (not in all: it starts a llama.cpp server, or uses ``--openai-base-url``).
-``quant`` (not in all): the packaged model requantized to Q4_0, Q8_0 and IQ4_NL, long messages
-scored with each file (``eval/bench/requantized.py``).
+``quant`` (not in all): the packaged model requantized to Q4_0, Q8_0, IQ4_NL and BF16, long
+messages scored with each file (``eval/bench/requantized.py``).
 ``shadow``: live latency and model calls with a shadow candidate and without (fake backend by
 default; ``--shadow-backend embedded`` runs the packaged model, a few requests per second).
 

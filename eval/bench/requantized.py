@@ -1,16 +1,16 @@
 """Would another quantization of the packaged model read long messages faster? Measured.
 
 ``python -m eval.bench quant`` requantizes the packaged Qwen2.5-Coder-0.5B file (Q4_K_M: most of
-its tensors are in fact Q5_0, its 896-wide rows do not split into k-quant blocks) to Q4_0, Q8_0 and
-IQ4_NL with llama.cpp's own ``llama_model_quantize``, into a temporary folder, and scores the
-rendered prompts of the long-message benchmark (``long_messages``) with one file at a time, as a
-server holds one model (loaded, warmed, every prompt, closed), prefix cached, in ``rounds`` rounds
-with the order reversed each round. Not interleaved message by message: with three models loaded at
-once the packaged file's p50 went from about 1.4 s to 2.1 s and Q4_0's did not move, a slowdown a
-server with one model never sees. Reports each file's p50/p95 per message and how far its label
-probabilities move from the packaged file's (largest and mean absolute difference, top-label
-changes). Nothing here is used at run time: a file other than the packaged one would also need the
-probe head refitted.
+its tensors are in fact Q5_0, its 896-wide rows do not split into k-quant blocks) to Q4_0, Q8_0,
+IQ4_NL and BF16 (the packaged weights rounded to bfloat16) with llama.cpp's own
+``llama_model_quantize``, into a temporary folder, and scores the rendered prompts of the
+long-message benchmark (``long_messages``) with one file at a time, as a server holds one model
+(loaded, warmed, every prompt, closed), prefix cached, in ``rounds`` rounds with the order reversed
+each round. Not interleaved message by message: with three models loaded at once the packaged
+file's p50 went from about 1.4 s to 2.1 s and Q4_0's did not move, a slowdown a server with one
+model never sees. Reports each file's p50/p95 per message and how far its label probabilities move
+from the packaged file's (largest and mean absolute difference, top-label changes). Nothing here is
+used at run time: a file other than the packaged one would also need the probe head refitted.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from eval.bench.long_messages import long_messages
 from eval.bench.report import emit, percentile
 
 PACKAGED = "q4_k_m (packaged)"
-TYPES = ("Q4_0", "Q8_0", "IQ4_NL")
+TYPES = ("Q4_0", "Q8_0", "IQ4_NL", "BF16")
 
 
 def requantize(source: Path, target: Path, kind: str) -> Path:
@@ -74,7 +74,7 @@ async def _score_all(
         await backend.aclose()
 
 
-def run(rounds: int = 2) -> dict[str, Any]:
+def run(rounds: int = 2, types: tuple[str, ...] = TYPES) -> dict[str, Any]:
     loaded = load_policy(Path("policies/contact-center"), Path("prompts"))
     builder = PromptBuilder(loaded.policy, loaded.prompts_dir)
     messages = long_messages()
@@ -82,7 +82,7 @@ def run(rounds: int = 2) -> dict[str, Any]:
     packaged = assemble_model(QWEN25_CODER_05B, default_model_dir())
     with tempfile.TemporaryDirectory() as tmp:
         paths = {PACKAGED: packaged}
-        for kind in TYPES:
+        for kind in types:
             paths[kind] = requantize(packaged, Path(tmp) / f"{kind}.gguf", kind)
         sizes = {name: path.stat().st_size for name, path in paths.items()}
         # Every file in every round, the order reversed each round: what drifts with the clock
