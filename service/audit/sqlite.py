@@ -115,12 +115,12 @@ class SQLiteAuditStore(SqlAuditStore):
         assert writer is not None  # only the writable store has a group writer
         try:
             self._transaction(writer, [st for statements, _ in work for st in statements])
-        except sqlite3.Error:
+        except Exception:  # a constraint, or a value the driver cannot bind (OverflowError)
             # Retry unit by unit so a bad unit cannot take the others down with it.
             for statements, fut in work:
                 try:
                     self._transaction(writer, statements)
-                except sqlite3.Error as exc:
+                except Exception as exc:
                     fut.set_exception(exc)
                 else:
                     fut.set_result(None)
@@ -135,7 +135,7 @@ class SQLiteAuditStore(SqlAuditStore):
             for sql, params in statements:
                 writer.execute(sql, params)
             writer.execute("COMMIT")
-        except sqlite3.Error:
+        except Exception:  # whatever stopped it, the connection must not stay in a transaction
             if writer.in_transaction:
                 writer.execute("ROLLBACK")
             raise

@@ -120,3 +120,31 @@ async def test_a_review_commits_with_its_handoffs_once(backend: Backend) -> None
     assert len(await backend.store.reviews_for(record.decision_id)) == 2
     keys = [e.idempotency_key for e in await backend.store.pending_handoffs(0, 10)]
     assert keys == [f"{record.decision_id}:report_to_safety_db"]
+
+
+async def test_a_write_the_driver_cannot_bind_fails_alone_and_the_store_goes_on(
+    backend: Backend,
+) -> None:
+    """Not every bad value is a database error: SQLite's driver raises OverflowError for an
+    integer over 64 bits. That write fails; its neighbours and every later write commit (the
+    writer thread neither ends nor keeps the failed transaction open)."""
+    first = with_handoff(1)
+    await backend.store.append(first)
+    [entry] = await backend.store.pending_handoffs(0, 10)
+    bad = Settlement(entry.id, "dead", 2**70, "too many attempts", now_iso())
+    neighbours = [make_record(i) for i in range(2, 6)]
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            backend.store.settle([bad]),
+            *(backend.store.append(r) for r in neighbours),
+            return_exceptions=True,
+        ),
+        10,
+    )
+    assert isinstance(results[0], Exception)
+    assert results[1:] == [None] * len(neighbours)
+    after = make_record(99)
+    await asyncio.wait_for(backend.store.append(after), 10)
+    assert await backend.store.count() == 2 + len(neighbours)
+    # the failed settlement left no trace: the hand-off is still pending
+    assert [e.id for e in await backend.store.pending_handoffs(0, 10)] == [entry.id]
