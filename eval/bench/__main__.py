@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--shadow-rounds", type=int, default=3, help="shadow: rounds the phases take in turn"
     )
+    parser.add_argument(
+        "--quant-types",
+        default=None,
+        help="quant: which requantizations, comma-separated (default: Q4_0,Q8_0,IQ4_NL,BF16)",
+    )
     args = parser.parse_args(argv)
     which = set(args.which)
     everything = "all" in which
@@ -70,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     if "quant" in which:
         from eval.bench import requantized
 
-        requantized.run()
+        types = tuple(args.quant_types.split(",")) if args.quant_types else requantized.TYPES
+        if unknown := sorted(set(types) - set(requantized.known_types())):
+            parser.error(
+                f"--quant-types: llama.cpp knows no {', '.join(unknown)}; "
+                f"it knows {', '.join(requantized.known_types())}"
+            )
+        requantized.run(types=types)
     if "openai" in which:
         from eval.bench import openai_path
 

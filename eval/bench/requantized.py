@@ -41,6 +41,14 @@ PACKAGED = "q4_k_m (packaged)"
 TYPES = ("Q4_0", "Q8_0", "IQ4_NL", "BF16")
 
 
+def known_types() -> list[str]:
+    """The ``kind`` names llama.cpp's Python binding knows (``LLAMA_FTYPE_MOSTLY_<kind>``)."""
+    import llama_cpp
+
+    prefix = "LLAMA_FTYPE_MOSTLY_"
+    return sorted(name[len(prefix) :] for name in dir(llama_cpp) if name.startswith(prefix))
+
+
 def requantize(source: Path, target: Path, kind: str) -> Path:
     """``source`` requantized to llama.cpp's ``LLAMA_FTYPE_MOSTLY_<kind>`` at ``target``."""
     import llama_cpp
