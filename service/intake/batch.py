@@ -30,7 +30,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from service.intake.intake import Decided, Intake
-from service.intake.message import IntakeMessage, PoisonMessageError
+from service.intake.message import IntakeMessage, PoisonMessageError, json_object
 
 
 @dataclass
@@ -73,12 +73,9 @@ def read_export(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | 
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield n, None, f"invalid_json: {exc}"
-                continue
-            if not isinstance(data, dict):
-                yield n, None, "invalid_json: expected an object per line"
+                data = json_object(line)
+            except PoisonMessageError as exc:
+                yield n, None, f"{exc.reason}: {exc.detail}"
                 continue
             yield n, data, None
 

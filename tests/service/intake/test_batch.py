@@ -60,3 +60,30 @@ async def test_a_batch_resumes_without_deciding_twice(policy_copy: Path, tmp_pat
     with sqlite3.connect(tmp_path / "audit.db") as conn:
         stored = {row[0] for row in conn.execute("SELECT decision_id FROM decisions")}
     assert stored == {decision_id_for("dev", "contact-center", f"m-{i}") for i in range(30)}
+
+
+async def test_lines_json_cannot_hold_are_error_lines_and_the_batch_finishes(
+    policy_copy: Path, tmp_path: Path
+) -> None:
+    """An integer over 4,300 digits, nesting deeper than the stack and a lone surrogate are
+    errors of their line, as ``{not json`` is; the run used to stop at them on every resume."""
+    settings = Settings(
+        policies=policy_copy.parent,
+        audit_db=str(tmp_path / "audit.db"),
+        backend="fake",
+        warm_up=False,
+    )
+    good = json.dumps({"message_id": "m-1", "message": "where is my order?"})
+    bad = [
+        '{"message_id": "m-2", "message": "hi", "n": 1' + "1" * 5_000 + "}",
+        '{"message_id": "m-3", "message": "hi", "n": ' + "[" * 20_000 + "]" * 20_000 + "}",
+        json.dumps({"message_id": "m-4\ud800", "message": "hi"}),
+    ]
+    export = tmp_path / "export.jsonl"
+    export.write_text("\n".join([*bad, good]) + "\n", encoding="utf-8")
+    backend = FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9))
+    async with intake_runtime(settings, backend=backend) as runtime:
+        summary = await run_batch(
+            runtime.intake, export, tmp_path / "out.jsonl", max_chars=20_000, progress=False
+        )
+    assert (summary.lines, summary.decided, summary.errors["invalid_json"]) == (4, 1, 3)

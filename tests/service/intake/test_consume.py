@@ -42,6 +42,17 @@ async def test_consume_decides_once_and_dead_letters_poison(
             b"{not json",
             json.dumps({"message_id": "call-2", "message": "hi", "policy": "nope"}).encode(),
             json.dumps({"message_id": "call-3", "message": "x" * 30_000}).encode(),
+            # Parse errors beyond JSONDecodeError, each once requeued for ever: an integer over
+            # Python's 4,300 digits, nesting deeper than the stack, a lone surrogate (no UTF-8
+            # text holds it); and an id too long to return as the result's correlation id,
+            # which crashed the consumer after the commit, on every redelivery.
+            b'{"message_id": "call-4", "message": "hi", "n": 1' + b"1" * 5_000 + b"}",
+            b'{"message_id": "call-5", "message": "hi", "n": '
+            + b"[" * 20_000
+            + b"]" * 20_000
+            + b"}",
+            json.dumps({"message_id": "call-6\ud800", "message": "hi"}).encode(),
+            json.dumps({"message_id": "c" * 256, "message": "where is my parcel?"}).encode(),
             good,  # a redelivery of the same caller message
         ]
         for body in bodies:
@@ -63,7 +74,12 @@ async def test_consume_decides_once_and_dead_letters_poison(
             while (m := await dead.get(fail=False, timeout=5)) is not None:
                 reasons.append(str(m.headers["x-reason"]))
                 await m.ack()
-            assert sorted(reasons) == ["invalid_json", "oversize", "unknown_policy"]
+            assert sorted(reasons) == [
+                *["invalid_json"] * 4,
+                "invalid_message_id",
+                "oversize",
+                "unknown_policy",
+            ]
             got = []
             while (m := await results.get(fail=False, timeout=5)) is not None:
                 got.append((m.correlation_id, m.message_id, m.headers["already_decided"]))
