@@ -112,14 +112,26 @@ class Dispatcher:
             self._wake.clear()
             try:
                 settled = await self.deliver_pending()
+            except asyncio.CancelledError as exc:
+                # aiormq fails every pending call with CancelledError when its heartbeat gives up
+                # on a broker that stopped answering: that is not this task being stopped.
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                self._logged(exc)
+                settled = 0
             except Exception as exc:  # a bug must not stop delivery for good; it is logged
-                log.error(
-                    "dispatcher error",
-                    extra={"fields": {"event": "dispatcher_error", "error": type(exc).__name__}},
-                )
+                self._logged(exc)
                 settled = 0
             if settled < self.policy.batch:
                 await self._idle(self.policy.poll_s)
+
+    @staticmethod
+    def _logged(exc: BaseException) -> None:
+        log.error(
+            "dispatcher error",
+            extra={"fields": {"event": "dispatcher_error", "error": type(exc).__name__}},
+        )
 
     async def _idle(self, seconds: float) -> None:
         """Wait for a nudge, at most ``seconds``.

@@ -63,7 +63,7 @@ class RecordingIntegrations:
 
     def __init__(self) -> None:
         self.delivered: list[dict[str, Any]] = []
-        self.fail_with: Exception | None = None
+        self.fail_with: BaseException | None = None
         self.attempts = 0
 
     async def deliver(self, message: Mapping[str, Any]) -> None:

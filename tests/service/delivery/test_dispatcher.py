@@ -4,7 +4,7 @@ then dead-lettered with the reason, an unreachable broker leaves everything pend
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,14 @@ def _dispatcher(
         policy=DeliveryPolicy(**policy),  # type: ignore[arg-type]
         sleep=_no_wait,
     )
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Let the running dispatcher work until ``condition`` holds (at most 2 s)."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
 
 
 def _sample(dispatcher: Dispatcher, name: str, **labels: str) -> float:
@@ -117,10 +125,7 @@ async def test_the_running_dispatcher_delivers_what_is_committed_while_it_runs(
         record = with_handoff(1)
         await store.append(record)
         dispatcher.nudge()
-        for _ in range(200):
-            if sink.delivered:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: bool(sink.delivered))
         assert [m["decision_id"] for m in sink.delivered] == [record.decision_id]
     finally:
         await dispatcher.stop()
@@ -146,3 +151,26 @@ async def test_a_refused_handoff_backs_off_doubling_up_to_the_cap(
     )
     assert await dispatcher.deliver_pending() == 1
     assert waits == [0.5, 1.0, 2.0, 3.0]  # between the five attempts; none after the last
+
+
+async def test_a_cancelled_broker_call_does_not_end_the_running_dispatcher(
+    store: SQLiteAuditStore,
+) -> None:
+    """aiormq fails every pending call with CancelledError when its heartbeat closes a broker
+    that stopped answering. The delivery task must log it and go on, not end in silence."""
+    sink = RecordingIntegrations()
+    sink.fail_with = asyncio.CancelledError()
+    dispatcher = _dispatcher(store, sink, poll_s=30)
+    dispatcher.start()
+    try:
+        record = with_handoff(1)
+        await store.append(record)
+        dispatcher.nudge()
+        await _until(lambda: bool(sink.attempts))
+        assert sink.attempts >= 1
+        sink.fail_with = None  # the connection is back
+        dispatcher.nudge()
+        await _until(lambda: bool(sink.delivered))
+        assert [m["decision_id"] for m in sink.delivered] == [record.decision_id]
+    finally:
+        await dispatcher.stop()
