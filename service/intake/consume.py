@@ -10,8 +10,9 @@ nothing new and publishes that same decision again (header ``already_decided: tr
 
 A message that can never be decided (invalid JSON, no id, no text, unknown policy or channel,
 oversize) goes to the dead-letter queue with ``x-reason`` and ``x-detail`` headers and is
-acknowledged: it never loops. If the audit store is down the message is returned to the queue
-after a pause.
+acknowledged: it never loops. So is a decided message whose result no queue is bound for
+(``unroutable_result``): its decision is recorded, and replaying it publishes that decision. If
+the audit store is down the message is returned to the queue after a pause.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class Consumer:
     async def run(self, *, max_messages: int | None = None, idle_s: float | None = None) -> None:
         connection = await aio_pika.connect(self.url)
         async with connection:
-            channel = await connection.channel(publisher_confirms=True)
+            # A result no queue is bound for is returned by the broker: raise, do not drop it.
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             await channel.set_qos(prefetch_count=self.prefetch)
             queue = await channel.declare_queue(self.names.queue, durable=True)
             await channel.declare_queue(self.names.dead_letter_queue, durable=True)
@@ -95,22 +97,7 @@ class Consumer:
             )
             decided = await self.runtime.intake.decide(parsed)
         except PoisonMessageError as exc:
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    message.body,
-                    content_type=message.content_type,
-                    message_id=message.message_id,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    headers={"x-reason": exc.reason, "x-detail": exc.detail[:500]},
-                ),
-                routing_key=self.names.dead_letter_queue,
-            )
-            await message.ack()
-            self.counts.poison[exc.reason] = self.counts.poison.get(exc.reason, 0) + 1
-            log.warning(
-                "poison message",
-                extra={"fields": {"event": "intake_poison", "reason": exc.reason}},
-            )
+            await self._dead_letter(channel, message, exc.reason, exc.detail)
             return
         except Exception as exc:  # the store (or the model host) is down: try again later
             self.counts.retried += 1
@@ -121,19 +108,52 @@ class Consumer:
             await asyncio.sleep(1)
             await message.reject(requeue=True)
             return
-        await results.publish(
-            aio_pika.Message(
-                decided.record,
-                content_type="application/json",
-                message_id=decided.decision_id,
-                correlation_id=parsed.message_id,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={"already_decided": decided.already},
-            ),
-            routing_key=f"result.{decided.category}",
-        )
+        try:
+            await results.publish(
+                aio_pika.Message(
+                    decided.record,
+                    content_type="application/json",
+                    message_id=decided.decision_id,
+                    correlation_id=parsed.message_id,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers={"already_decided": decided.already},
+                ),
+                routing_key=f"result.{decided.category}",
+            )
+        except aio_pika.exceptions.DeliveryError as exc:
+            # No queue is bound for this category's results. The decision is recorded; the input
+            # waits in the dead-letter queue, and replaying it once a queue is bound publishes
+            # the stored decision. Requeueing instead would stall every message behind it.
+            await self._dead_letter(
+                channel, message, "unroutable_result", f"result.{decided.category}: {exc}"
+            )
+            return
         await message.ack()  # after the commit and the confirmed result
         if decided.already:
             self.counts.already += 1
         else:
             self.counts.decided += 1
+
+    async def _dead_letter(
+        self,
+        channel: aio_pika.abc.AbstractChannel,
+        message: aio_pika.abc.AbstractIncomingMessage,
+        reason: str,
+        detail: str,
+    ) -> None:
+        """The input to the dead-letter queue with why (confirmed), then acknowledged."""
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                message.body,
+                content_type=message.content_type,
+                message_id=message.message_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={"x-reason": reason, "x-detail": detail[:500]},
+            ),
+            routing_key=self.names.dead_letter_queue,
+        )
+        await message.ack()
+        self.counts.poison[reason] = self.counts.poison.get(reason, 0) + 1
+        log.warning(
+            "poison message", extra={"fields": {"event": "intake_poison", "reason": reason}}
+        )
