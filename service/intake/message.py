@@ -3,11 +3,10 @@
 A message is ``{"message_id": ..., "message": ..., "channel": ..., "tenant": ..., "policy": ...,
 "metadata": ...}`` (``text`` is accepted for ``message``, ``id`` for ``message_id``). What
 cannot be decided (not JSON or not UTF-8 text, no id or one over 255 bytes, no text, an unknown
-channel, too large) is a
-``PoisonMessageError`` that says why: the consumer sends it to the dead-letter queue, the batch
-writes it to its output as an error line. An unknown tenant or policy, or a tenant whose region
-this process does not serve, is found when the message is placed (``service.intake.intake``),
-with the same error.
+channel, too large) is a ``PoisonMessageError`` that says why: the consumer sends it to the
+dead-letter queue, the batch writes it to its output as an error line. An unknown tenant or
+policy, or a tenant whose region this process does not serve, is found when the message is
+placed (``service.intake.intake``), with the same error.
 """
 
 from __future__ import annotations

@@ -27,13 +27,17 @@ def _export(path: Path, n: int) -> Path:
     return path
 
 
-async def test_a_batch_resumes_without_deciding_twice(policy_copy: Path, tmp_path: Path) -> None:
-    settings = Settings(
+def _settings(policy_copy: Path, tmp_path: Path) -> Settings:
+    return Settings(
         policies=policy_copy.parent,
         audit_db=str(tmp_path / "audit.db"),
         backend="fake",
         warm_up=False,
     )
+
+
+async def test_a_batch_resumes_without_deciding_twice(policy_copy: Path, tmp_path: Path) -> None:
+    settings = _settings(policy_copy, tmp_path)
     export = _export(tmp_path / "export.jsonl", 30)
     out = tmp_path / "decisions.jsonl"
     backend = FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9))
@@ -67,12 +71,7 @@ async def test_lines_json_cannot_hold_are_error_lines_and_the_batch_finishes(
 ) -> None:
     """An integer over 4,300 digits, nesting deeper than the stack and a lone surrogate are
     errors of their line, as ``{not json`` is; the run used to stop at them on every resume."""
-    settings = Settings(
-        policies=policy_copy.parent,
-        audit_db=str(tmp_path / "audit.db"),
-        backend="fake",
-        warm_up=False,
-    )
+    settings = _settings(policy_copy, tmp_path)
     good = json.dumps({"message_id": "m-1", "message": "where is my order?"})
     bad = [
         '{"message_id": "m-2", "message": "hi", "n": 1' + "1" * 5_000 + "}",
