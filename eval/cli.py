@@ -137,4 +137,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="kfold",
         help="fit-head: out-of-fold predictions the temperature and thresholds are fitted on",
     )
+    ev.add_argument(
+        "--label-weights",
+        type=_weights,
+        default=(0.0,),
+        help="fit-head: label weights to choose from on leave-one-source-out predictions, "
+        "comma-separated (default 0: the probe alone; docs/evaluation.md, 'Fusing')",
+    )
     ev.set_defaults(handler=_handle)
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        weights = tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text!r}") from None
+    if not weights or any(not (w >= 0 and w < float("inf")) for w in weights):
+        raise argparse.ArgumentTypeError(f"label weights are numbers >= 0: {text!r}")
+    return weights

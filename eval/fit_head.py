@@ -1,9 +1,11 @@
 """``switchboard eval fit-head``: fit the probe head on labelled messages and report it honestly.
 
-One model call per message collects the last prompt token's hidden state (cached on disk by
-model digest, template hash and the rendered prompt, so a rerun costs no model time). The head is
-a standardised multinomial logistic regression; its regularisation is chosen, its temperature and
-thresholds fitted, on leave-one-source-out predictions (fit without a source family, predict
+One model call per message collects the last prompt token's hidden state and the label
+probabilities of the same decode (cached on disk by model digest, template hash and the rendered
+prompt, so a rerun costs no model time). The head is a standardised multinomial logistic
+regression whose logits are added to ``label_weight`` times the log label probabilities; its
+regularisation and label weight are chosen, its temperature and thresholds fitted, on
+leave-one-source-out predictions (fit without a source family, predict
 it), the only predictions that say how it does on a kind of message it has never seen. The
 final head is fitted on every row and written with what it was fitted for.
 """
@@ -22,7 +24,7 @@ import numpy.typing as npt
 
 from engine import DecisionRequest, Engine
 from engine.categories import CATEGORIES, Category, VerdictStatus
-from engine.decide.head import ProbeHead
+from engine.decide.head import LABEL_FLOOR, ProbeHead
 from engine.policy.labels import Thresholds
 from engine.policy.loader import LoadedPolicy
 from eval.dataset import LabelledCase
@@ -51,6 +53,7 @@ def without_head(loaded: LoadedPolicy) -> LoadedPolicy:
 class Collected:
     case: LabelledCase
     hidden: npt.NDArray[np.float32] | None
+    labels: tuple[float, ...]  # the same decode's label probabilities, in CATEGORIES order
     row: Prediction  # the decision today's path makes (label probabilities), for comparison
 
 
@@ -75,7 +78,9 @@ async def collect(
             verdict = await engine.ask_model(prompt, deadline_s=deadline_s)
             cache.put(digest, prompt, verdict)
         record = engine.conclude(prepared, replace(verdict, hidden_state=None))
-        out.append(Collected(case, verdict.hidden_state, Prediction.from_record(case, record)))
+        labels = tuple(float(verdict.probabilities.get(c, 0.0)) for c in CATEGORIES)
+        row = Prediction.from_record(case, record)
+        out.append(Collected(case, verdict.hidden_state, labels, row))
         if on_step is not None:
             on_step(case.case_id)
     return out, cache.hits
@@ -129,6 +134,13 @@ def fit_temperature(z: Array, y: npt.NDArray[np.int_]) -> float:
     return float(min(grid, key=lambda t: nll(z, y, float(t))))
 
 
+def log_labels(collected: Sequence[Collected]) -> Array:
+    """The label probabilities of each row's decode as logs, floored as the head floors them."""
+    p = np.array([c.labels for c in collected], dtype=np.float64)
+    out: Array = np.log(np.clip(p, LABEL_FLOOR, None))
+    return out
+
+
 def loso_logits(x: Array, y: npt.NDArray[np.int_], groups: Sequence[str], c: float) -> Array:
     """Out-of-fold logits: each source family predicted by a head fitted without it."""
     z = np.zeros((len(y), len(CATEGORIES)))
@@ -138,6 +150,30 @@ def loso_logits(x: Array, y: npt.NDArray[np.int_], groups: Sequence[str], c: flo
         weights, bias, st = fit_lr(x[~test], y[~test], c)
         z[test] = logits_of(weights, bias, st, x[test])
     return z
+
+
+LosoFit = tuple[float, float, float, float, Array]  # NLL, C, label weight, temperature, logits
+
+
+def choose_on_loso(
+    x: Array,
+    y: npt.NDArray[np.int_],
+    groups: Sequence[str],
+    log_label_p: Array,
+    label_weights: Sequence[float] = (0.0,),
+) -> list[LosoFit]:
+    """Every C of the grid and weight of ``label_weights`` scored by the tempered NLL of its LOSO
+    logits, best first: the probe's logits fitted without each source family plus the weight
+    times the log label probabilities (which no fit saw), so a weight is chosen on unseen kinds
+    of message. The default weight 0 is the probe alone."""
+    scored: list[LosoFit] = []
+    for c in C_GRID:
+        probe = loso_logits(x, y, groups, c)
+        for w in label_weights:
+            z = probe + w * log_label_p
+            t = fit_temperature(z, y)
+            scored.append((nll(z, y, t), c, w, t, z))
+    return sorted(scored, key=lambda s: s[0])
 
 
 def kfold_logits(
@@ -266,6 +302,7 @@ def build_head(
     c: float,
     temperature: float,
     *,
+    label_weight: float,
     engine: Engine,
     data: str,
     data_sha256: str,
@@ -279,6 +316,7 @@ def build_head(
         mean=st.mean,
         scale=st.scale,
         temperature=round(temperature, 4),
+        label_weight=label_weight,
         model=engine.backend.model_id,
         model_digest=engine.backend.model_digest,
         template_hash=engine.prompts.template_hash,

@@ -18,16 +18,15 @@ from engine.errors import EvalDataError
 from eval.charts import TradeoffPoint, tradeoff_chart
 from eval.fit_data import gather, message_of
 from eval.fit_head import (
-    C_GRID,
     MIN_SAFETY_RECALL,
     build_head,
+    choose_on_loso,
     collect,
     fit_temperature,
     head_thresholds,
     kfold_logits,
-    loso_logits,
+    log_labels,
     loso_table,
-    nll,
     oof_rows,
     plain_engine,
     softmax,
@@ -49,7 +48,8 @@ def _report_md(report: dict[str, Any], out: Path, command: str) -> str:
         "",
         f"`{command}`",
         "",
-        f"n = {report['n']}, C = {report['c']} (lowest LOSO NLL {report['loso_nll']:.4f}; "
+        f"n = {report['n']}, C = {report['c']}, label weight {report['label_weight']} "
+        f"(lowest LOSO NLL {report['loso_nll']:.4f}; "
         f"LOSO ECE {report['loso_ece']:.4f} at T {report['loso_temperature']}), hidden states "
         f"from cache {report['cache_hits']} of {report['n']}.",
         "",
@@ -161,13 +161,10 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     y = np.array([CATEGORIES.index(c.case.label) for c in usable])
     groups = [c.case.family for c in usable]
 
-    # Regularisation and temperature chosen on leave-one-source-out predictions only.
-    scored = []
-    for c in C_GRID:
-        z = loso_logits(x, y, groups, c)
-        t = fit_temperature(z, y)
-        scored.append((nll(z, y, t), c, t, z))
-    best_nll, c_best, loso_t, z = min(scored, key=lambda s: s[0])
+    lp = log_labels(usable)
+    # Regularisation, label weight and temperature chosen on leave-one-source-out predictions.
+    scored = choose_on_loso(x, y, groups, lp, args.label_weights)
+    best_nll, c_best, w_best, loso_t, z = scored[0]
     probs = softmax(z / loso_t)
     loso_ece = ece(list(probs.max(axis=1)), list(probs.argmax(axis=1) == y)) or 0.0
     # Temperature and thresholds: on out-of-fold predictions of label-stratified folds (every
@@ -175,7 +172,8 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     if args.fit_on == "loso":
         fit_z, temperature = z, loso_t
     else:
-        fit_z = kfold_logits(x, y, c_best, same_fold=[message_of(c.case.case_id) for c in usable])
+        same_fold = [message_of(c.case.case_id) for c in usable]
+        fit_z = kfold_logits(x, y, c_best, same_fold=same_fold) + w_best * lp
         temperature = fit_temperature(fit_z, y)
     fit_probs = softmax(fit_z / temperature)
     fit_ece = ece(list(fit_probs.max(axis=1)), list(fit_probs.argmax(axis=1) == y)) or 0.0
@@ -187,7 +185,8 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     report: dict[str, Any] = {
         "n": len(usable),
         "c": c_best,
-        "c_grid_loso_nll": {str(c): round(s, 4) for s, c, _, _ in scored},
+        "label_weight": w_best,
+        "grid_loso_nll": {f"C={c} w={w}": round(s, 4) for s, c, w, _, _ in scored},
         "temperature": round(temperature, 4),
         "loso_nll": round(best_nll, 4),
         "loso_ece": round(loso_ece, 4),
@@ -208,12 +207,22 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         y,
         c_best,
         temperature,
+        label_weight=w_best,
         engine=engine,
         data=fit.described,
         data_sha256=fit.sha256,
         report={
             k: report[k]
-            for k in ("c", "loso_nll", "loso_ece", "fit_on", "fit_ece", "loso", "thresholds")
+            for k in (
+                "c",
+                "label_weight",
+                "loso_nll",
+                "loso_ece",
+                "fit_on",
+                "fit_ece",
+                "loso",
+                "thresholds",
+            )
         },
     )
     out.parent.mkdir(parents=True, exist_ok=True)

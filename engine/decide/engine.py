@@ -247,7 +247,11 @@ class Engine:
             return None
         if hidden.shape != (self.head.dim,):  # build checked the backend: not expected
             return None
-        return self.head.probabilities(hidden)
+        if self.head.label_weight and any(
+            c not in verdict.probabilities for c in self.head.classes
+        ):
+            return None  # a fusing head needs every label's probability: not expected either
+        return self.head.probabilities(hidden, verdict.probabilities)
 
     def conclude(self, prepared: Prepared, verdict: LabelVerdict) -> DecisionRecord:
         """Calibrate, rules, combine, workflow and record for a prepared message's verdict."""

@@ -1,10 +1,13 @@
 """The probe head: category probabilities read from the model's hidden state, not its next word.
 
 A multinomial logistic regression over the last prompt token's final hidden state (standardised),
-with a temperature, fitted offline by ``switchboard eval fit-head`` and stored beside the policy
-as a JSON file. The file records what it is only valid for (the model file's digest, the prompt
-template's hash and the rendered prompt prefix's hash); ``Engine.build`` refuses a head that does
-not match, so a changed model or prompt is a located ``check`` problem, never a silent fallback.
+plus, when ``label_weight`` is not 0, that weight times the log of the label probabilities the same
+decode gave (the prompt's own answer, fused with the probe's: it carries what the prompt knows
+about kinds of message the fitting data lacked), with a temperature, fitted offline by
+``switchboard eval fit-head`` and stored beside the policy as a JSON file. The file records what it
+is only valid for (the model file's digest, the prompt template's hash and the rendered prompt
+prefix's hash); ``Engine.build`` refuses a head that does not match, so a changed model or prompt
+is a located ``check`` problem, never a silent fallback.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from engine.errors import SwitchboardError
 
 HEAD_FORMAT = "switchboard-probe-head/1"
 METHOD = "probe_head"
+LABEL_FLOOR = 1e-6  # label probabilities below it read as it: log(0) would decide alone
 Array = npt.NDArray[np.float64]
 
 
@@ -41,7 +45,11 @@ def prefix_hash(prefix: Sequence[ChatMessage]) -> str:
 
 @dataclass(frozen=True)
 class ProbeHead:
-    """``softmax((W @ ((h - mean) / scale) + b) / temperature)`` over ``classes``."""
+    """``softmax((W @ ((h - mean) / scale) + b + label_weight * log p) / temperature)``.
+
+    Over ``classes``; ``p`` are the label probabilities of the same decode, floored at
+    ``LABEL_FLOOR``.
+    """
 
     classes: tuple[Category, ...]
     weights: Array  # (classes, dim)
@@ -59,6 +67,7 @@ class ProbeHead:
     n: int
     fitted_at: str
     report: Mapping[str, Any] = field(default_factory=dict)
+    label_weight: float = 0.0
 
     @property
     def dim(self) -> int:
@@ -70,8 +79,27 @@ class ProbeHead:
         out: Array = z @ self.weights.T + self.bias
         return out
 
-    def probabilities(self, hidden: npt.NDArray[np.floating[Any]]) -> dict[Category, float]:
-        scaled = self.logits(hidden) / self.temperature
+    def fused(self, logits: Array, label_probabilities: Array) -> Array:
+        """``logits`` plus ``label_weight`` times the log label probabilities (same shape)."""
+        if self.label_weight == 0.0:
+            return logits
+        floored = np.log(np.clip(label_probabilities, LABEL_FLOOR, None))
+        out: Array = logits + self.label_weight * floored
+        return out
+
+    def probabilities(
+        self,
+        hidden: npt.NDArray[np.floating[Any]],
+        label_probabilities: Mapping[Category, float],
+    ) -> dict[Category, float]:
+        """The categories' probabilities for one state and the same decode's label probabilities.
+
+        A head with a ``label_weight`` needs every class in ``label_probabilities``.
+        """
+        if self.label_weight != 0.0 and any(c not in label_probabilities for c in self.classes):
+            raise HeadFileError("the head fuses label probabilities, and this verdict lacks some")
+        p = np.array([label_probabilities.get(c, 1.0) for c in self.classes], dtype=np.float64)
+        scaled = self.fused(self.logits(hidden), p) / self.temperature
         exp = np.exp(scaled - scaled.max())
         p = exp / exp.sum()
         return {c: float(v) for c, v in zip(self.classes, p, strict=True)}
@@ -96,6 +124,7 @@ class ProbeHead:
             "fitted_at": self.fitted_at,
             "classes": [c.value for c in self.classes],
             "temperature": self.temperature,
+            "label_weight": self.label_weight,
             "report": dict(self.report),
             "bias": floats(self.bias),
             "mean": floats(self.mean),
@@ -132,6 +161,7 @@ class ProbeHead:
                 n=int(doc["n"]),
                 fitted_at=str(doc["fitted_at"]),
                 report=dict(doc.get("report") or {}),
+                label_weight=float(doc.get("label_weight", 0.0)),
             )
         except HeadFileError:
             raise
@@ -175,6 +205,8 @@ class ProbeHead:
             raise HeadFileError(f"{where}: non-finite weights or a non-positive scale")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise HeadFileError(f"{where}: temperature must be positive")
+        if not (math.isfinite(self.label_weight) and self.label_weight >= 0):
+            raise HeadFileError(f"{where}: label_weight must be a number >= 0")
 
 
 def head_mismatches(

@@ -139,3 +139,13 @@ def test_bad_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture
     bad.write_text("text,label\nhello,maybe\n", encoding="utf-8")
     assert run("--data", str(bad), "--out", str(tmp_path / "o")) == 2
     assert "bad.csv:2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("weights", ["-1", "x,1", "inf", "nan"])
+def test_label_weights_must_be_numbers_of_at_least_zero(
+    weights: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "fit-head", "--label-weights", weights, "--out", "h.json"])
+    assert exit_.value.code == 2
+    assert "label" in capsys.readouterr().err

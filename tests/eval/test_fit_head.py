@@ -14,6 +14,7 @@ from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
 from eval.dataset import LabelledCase
 from eval.fit_head import (
+    choose_on_loso,
     collect,
     fit_temperature,
     kfold_logits,
@@ -82,6 +83,28 @@ async def test_collect_caches_hidden_states_and_reuses_them(tmp_path: Path) -> N
         assert np.array_equal(after.hidden, state)
         assert after.row.model_label is before.row.model_label is Category.SERVICE_ACTION
         assert after.row.p_service_action == pytest.approx(0.7)
+        assert after.labels == pytest.approx((0.2, 0.7, 0.1))  # the fused head reads these
+
+
+def test_the_label_weight_is_chosen_by_what_it_adds_on_a_left_out_source() -> None:
+    """Family 'c' carries its label only in a style the others lack (the probe cannot learn it
+    left out); label probabilities that know family c's answers earn a weight, noise does not."""
+    x, y, groups = _separable()
+    c = np.array(groups) == "c"
+    x[c, :3] = np.random.default_rng(5).normal(size=(int(c.sum()), 3))
+    x[c, 3 + y[c]] += 6.0
+    rng = np.random.default_rng(6)
+    informed = np.full((len(y), 3), 0.1)
+    informed[np.arange(len(y)), y] = 0.8
+    noise = softmax(rng.normal(size=(len(y), 3)))
+    weights = (0.0, 0.5, 1.0, 2.0, 4.0)
+    best_informed = choose_on_loso(x, y, groups, np.log(informed), weights)[0]
+    best_noise = choose_on_loso(x, y, groups, np.log(noise), weights)[0]
+    assert best_informed[2] > 0
+    assert best_noise[2] == 0
+    assert best_informed[0] < best_noise[0]
+    # The default is the probe alone, whatever the label probabilities know.
+    assert {fit[2] for fit in choose_on_loso(x, y, groups, np.log(informed))} == {0.0}
 
 
 def test_copies_of_one_message_share_a_fold() -> None:

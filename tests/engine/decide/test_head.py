@@ -28,6 +28,7 @@ from tests.conftest import REPO, Editor
 
 DIM = 16
 SAFETY = Category.SAFETY_COMPLIANCE
+LABELS = {Category.INFORMATIONAL: 0.2, Category.SERVICE_ACTION: 0.7, SAFETY: 0.1}
 
 
 def _head(**changes: object) -> ProbeHead:
@@ -57,16 +58,46 @@ def test_probabilities_are_the_tempered_softmax_of_the_standardised_state() -> N
     h = np.random.default_rng(1).normal(size=DIM).astype(np.float32)
     z = head.weights @ ((h - head.mean) / head.scale) + head.bias
     expected = np.exp(z / 1.5) / np.exp(z / 1.5).sum()
-    p = head.probabilities(h)
+    p = head.probabilities(h, LABELS)
     assert list(p) == list(CATEGORIES)
     assert [p[c] for c in CATEGORIES] == pytest.approx(expected.tolist(), rel=1e-9)
+
+
+def test_a_label_weight_adds_the_weighted_log_label_probabilities_before_the_temperature() -> None:
+    head = _head(label_weight=2.0)
+    h = np.random.default_rng(1).normal(size=DIM).astype(np.float32)
+    z = head.weights @ ((h - head.mean) / head.scale) + head.bias
+    z = z + 2.0 * np.log([LABELS[c] for c in CATEGORIES])
+    expected = np.exp(z / 1.5) / np.exp(z / 1.5).sum()
+    p = head.probabilities(h, LABELS)
+    assert [p[c] for c in CATEGORIES] == pytest.approx(expected.tolist(), rel=1e-9)
+    # Without the weight the label probabilities are not read at all.
+    assert _head().probabilities(h, LABELS) == _head().probabilities(h, {})
+    assert p != pytest.approx(_head().probabilities(h, LABELS))
+
+
+def test_a_label_probability_of_zero_is_floored_not_a_veto() -> None:
+    head = _head(label_weight=1.0, weights=np.zeros((3, DIM)), bias=np.array([0.0, 0.0, 20.0]))
+    h = np.zeros(DIM, dtype=np.float32)
+    p = head.probabilities(h, {**LABELS, Category.SAFETY_COMPLIANCE: 0.0})
+    assert all(np.isfinite(list(p.values())))
+    assert max(p, key=p.__getitem__) is Category.SAFETY_COMPLIANCE  # 20 - log(1e6) / 1 > 0
+
+
+def test_a_fusing_head_refuses_a_verdict_without_every_label() -> None:
+    with pytest.raises(HeadFileError, match="lacks"):
+        _head(label_weight=1.0).probabilities(
+            np.zeros(DIM, dtype=np.float32), {Category.INFORMATIONAL: 1.0}
+        )
 
 
 def test_file_round_trip_keeps_what_it_was_fitted_for() -> None:
     head = _head()
     again = ProbeHead.from_json(head.to_json())
     h = np.ones(DIM, dtype=np.float32)
-    assert again.probabilities(h) == pytest.approx(head.probabilities(h), abs=1e-6)
+    assert again.probabilities(h, LABELS) == pytest.approx(head.probabilities(h, LABELS), abs=1e-6)
+    fusing = ProbeHead.from_json(_head(label_weight=1.25).to_json())
+    assert fusing.label_weight == 1.25
     assert (again.model_digest, again.template_hash, again.prefix_hash, again.n) == (
         head.model_digest,
         "sha256:t",
@@ -86,6 +117,8 @@ def test_file_round_trip_keeps_what_it_was_fitted_for() -> None:
             "once each",
         ),
         (lambda d: d.update(temperature=0), "positive"),
+        (lambda d: d.update(label_weight=-1.0), "label_weight"),
+        (lambda d: d.update(label_weight="much"), "malformed"),
     ],
 )
 def test_a_broken_file_is_refused_with_a_reason(change: object, message: str) -> None:
@@ -153,13 +186,38 @@ async def test_the_engine_decides_with_the_head_when_the_verdict_has_a_state(
     assert with_state.llm.label is SAFETY
     assert with_state.category is SAFETY
     assert with_state.llm.probabilities[Category.SERVICE_ACTION] == pytest.approx(0.9)
-    assert with_state.llm.calibrated == pytest.approx(head.probabilities(state))
+    assert with_state.llm.calibrated == pytest.approx(
+        head.probabilities(state, with_state.llm.probabilities)
+    )
     assert len(encode_record(with_state)) < 6000  # the 16 (or 896) floats are not recorded
 
     without = await engine.decide(request)  # Ollama, a timeout: today's path
     assert without.llm.method == "scripted"
     assert without.llm.label is Category.SERVICE_ACTION
     assert without.category is Category.SERVICE_ACTION
+
+
+async def test_a_fusing_head_reads_the_same_verdicts_label_probabilities(
+    policy_copy: Path, edit_policy: Editor
+) -> None:
+    """The state leans safety a little; the label probabilities say service strongly: with a
+    label weight the service answer wins, without one the state decides."""
+    base = _head()
+    state = (base.mean + base.scale * base.weights[2] * 0.05).astype(np.float32)
+    label_only = Scripted.label(Category.SERVICE_ACTION, 0.98)
+    request = DecisionRequest("Where is my parcel?", Channel.CHAT)
+    labels: dict[float, Category | None] = {}
+    for weight in (0.0, 4.0):
+        head = _install_head(policy_copy, edit_policy, label_weight=weight)
+        loaded = load_policy(policy_copy, policy_copy.parent.parent / "prompts")
+        backend = FakeBackend([replace(label_only, hidden_state=state)])
+        record = await Engine.build(loaded, backend, rules_cache=RulesCache()).decide(request)
+        assert record.llm.method == "probe_head"
+        assert record.llm.calibrated == pytest.approx(
+            head.probabilities(state, record.llm.probabilities)
+        )
+        labels[weight] = record.llm.label
+    assert labels == {0.0: SAFETY, 4.0: Category.SERVICE_ACTION}
 
 
 def test_a_refitted_head_is_a_new_revision(policy_copy: Path, edit_policy: Editor) -> None:
