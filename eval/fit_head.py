@@ -5,9 +5,9 @@ probabilities of the same decode (cached on disk by model digest, template hash 
 prompt, so a rerun costs no model time). The head is a standardised multinomial logistic
 regression whose logits are added to ``label_weight`` times the log label probabilities; its
 regularisation and label weight are chosen, its temperature and thresholds fitted, on
-leave-one-source-out predictions (fit without a source family, predict
-it), the only predictions that say how it does on a kind of message it has never seen. The
-final head is fitted on every row and written with what it was fitted for.
+leave-one-source-out predictions (fit without a source family, predict it), the only
+predictions that say how it does on a kind of message it has never seen. The final head is
+fitted on every row and written with what it was fitted for.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from engine import DecisionRequest, Engine
 from engine.categories import CATEGORIES, Category, VerdictStatus
-from engine.decide.head import LABEL_FLOOR, ProbeHead
+from engine.decide.head import ProbeHead, log_labels
 from engine.policy.labels import Thresholds
 from engine.policy.loader import LoadedPolicy
 from eval.dataset import LabelledCase
@@ -134,11 +134,9 @@ def fit_temperature(z: Array, y: npt.NDArray[np.int_]) -> float:
     return float(min(grid, key=lambda t: nll(z, y, float(t))))
 
 
-def log_labels(collected: Sequence[Collected]) -> Array:
-    """The label probabilities of each row's decode as logs, floored as the head floors them."""
-    p = np.array([c.labels for c in collected], dtype=np.float64)
-    out: Array = np.log(np.clip(p, LABEL_FLOOR, None))
-    return out
+def collected_log_labels(collected: Sequence[Collected]) -> Array:
+    """The label probabilities of each row's decode as logs, as the head adds them."""
+    return log_labels([c.labels for c in collected])
 
 
 def loso_logits(x: Array, y: npt.NDArray[np.int_], groups: Sequence[str], c: float) -> Array:

@@ -22,10 +22,10 @@ from eval.fit_head import (
     build_head,
     choose_on_loso,
     collect,
+    collected_log_labels,
     fit_temperature,
     head_thresholds,
     kfold_logits,
-    log_labels,
     loso_table,
     oof_rows,
     plain_engine,
@@ -161,7 +161,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     y = np.array([CATEGORIES.index(c.case.label) for c in usable])
     groups = [c.case.family for c in usable]
 
-    lp = log_labels(usable)
+    lp = collected_log_labels(usable)
     # Regularisation, label weight and temperature chosen on leave-one-source-out predictions.
     scored = choose_on_loso(x, y, groups, lp, args.label_weights)
     best_nll, c_best, w_best, loso_t, z = scored[0]

@@ -247,9 +247,7 @@ class Engine:
             return None
         if hidden.shape != (self.head.dim,):  # build checked the backend: not expected
             return None
-        if self.head.label_weight and any(
-            c not in verdict.probabilities for c in self.head.classes
-        ):
+        if not self.head.reads(verdict.probabilities):
             return None  # a fusing head needs every label's probability: not expected either
         return self.head.probabilities(hidden, verdict.probabilities)
 

@@ -37,6 +37,14 @@ class HeadFileError(SwitchboardError):
     """A head file is missing, malformed or inconsistent; the message says how to fix it."""
 
 
+def log_labels(label_probabilities: npt.ArrayLike) -> Array:
+    """Log label probabilities as a head adds them, floored at ``LABEL_FLOOR``."""
+    out: Array = np.log(
+        np.clip(np.asarray(label_probabilities, dtype=np.float64), LABEL_FLOOR, None)
+    )
+    return out
+
+
 def prefix_hash(prefix: Sequence[ChatMessage]) -> str:
     """What the model reads before the message (system turn and few-shot turns), hashed."""
     blob = json.dumps([[m.role, m.content] for m in prefix], ensure_ascii=False).encode()
@@ -83,9 +91,12 @@ class ProbeHead:
         """``logits`` plus ``label_weight`` times the log label probabilities (same shape)."""
         if self.label_weight == 0.0:
             return logits
-        floored = np.log(np.clip(label_probabilities, LABEL_FLOOR, None))
-        out: Array = logits + self.label_weight * floored
+        out: Array = logits + self.label_weight * log_labels(label_probabilities)
         return out
+
+    def reads(self, label_probabilities: Mapping[Category, float]) -> bool:
+        """Whether a verdict's label probabilities are all this head needs of them."""
+        return self.label_weight == 0.0 or all(c in label_probabilities for c in self.classes)
 
     def probabilities(
         self,
@@ -94,12 +105,17 @@ class ProbeHead:
     ) -> dict[Category, float]:
         """The categories' probabilities for one state and the same decode's label probabilities.
 
-        A head with a ``label_weight`` needs every class in ``label_probabilities``.
+        A head with a ``label_weight`` needs every class in ``label_probabilities`` (``reads``).
         """
-        if self.label_weight != 0.0 and any(c not in label_probabilities for c in self.classes):
-            raise HeadFileError("the head fuses label probabilities, and this verdict lacks some")
-        p = np.array([label_probabilities.get(c, 1.0) for c in self.classes], dtype=np.float64)
-        scaled = self.fused(self.logits(hidden), p) / self.temperature
+        logits = self.logits(hidden)
+        if self.label_weight != 0.0:
+            if not self.reads(label_probabilities):
+                raise HeadFileError(
+                    "the head fuses label probabilities, and this verdict lacks some"
+                )
+            p = np.array([label_probabilities[c] for c in self.classes], dtype=np.float64)
+            logits = self.fused(logits, p)
+        scaled = logits / self.temperature
         exp = np.exp(scaled - scaled.max())
         p = exp / exp.sum()
         return {c: float(v) for c, v in zip(self.classes, p, strict=True)}
