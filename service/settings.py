@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine import Pricing, default_prompts_dir
+from engine.backends.model_files import DEFAULT_MODEL
 from engine.backends.registry import (
     OLLAMA_HOST,
     OLLAMA_MODEL,
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
         "policies directory (holdout files are never offered).",
     )
     backend: str = Field(default="embedded", description="embedded, ollama, openai or fake.")
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="Which packaged model the embedded backend loads (`switchboard model list`).",
+    )
     model_dir: Path | None = Field(default=None, description="Where the embedded GGUF lives.")
     ollama_host: str = Field(default=OLLAMA_HOST, description="Ollama server (backend ollama).")
     ollama_model: str = Field(default=OLLAMA_MODEL, description="Ollama model tag.")
@@ -173,6 +178,7 @@ class Settings(BaseSettings):
     def backend_settings(self) -> BackendSettings:
         return BackendSettings(
             name=self.backend,
+            model=self.model,
             model_dir=self.model_dir,
             ollama_host=self.ollama_host,
             ollama_model=self.ollama_model,

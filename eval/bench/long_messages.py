@@ -18,7 +18,7 @@ from typing import Any
 
 from engine import DecisionRequest
 from engine.backends.embedded import EmbeddedBackend
-from engine.backends.model_files import QWEN25_CODER_05B, assemble_model, default_model_dir
+from engine.backends.model_files import ModelSpec, assemble_model, default_model_dir
 from engine.categories import VerdictStatus
 from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
@@ -53,11 +53,9 @@ async def _decide_all(engine: Engine, messages: list[MixedMessage]) -> list[dict
     return rows
 
 
-def run() -> dict[str, Any]:
-    loaded = load_policy(Path("policies/contact-center"), Path("prompts"))
-    backend = EmbeddedBackend(
-        assemble_model(QWEN25_CODER_05B, default_model_dir()), QWEN25_CODER_05B
-    )
+def run(spec: ModelSpec, policy_dir: Path) -> dict[str, Any]:
+    loaded = load_policy(policy_dir, Path("prompts"))
+    backend = EmbeddedBackend(assemble_model(spec, default_model_dir()), spec)
     engine = Engine.build(loaded, backend, rules_cache=RulesCache())
     messages = long_messages()
     try:
@@ -67,6 +65,8 @@ def run() -> dict[str, Any]:
     wall = [r["wall_s"] for r in rows]
     lost = [r for r in rows if r["status"] is not VerdictStatus.OK]
     results = {
+        "model": spec.name,
+        "policy": str(policy_dir),
         "messages": len(rows),
         "deadline_s": engine.deadline_s,
         "decision_ms": summary(wall, scale=1000),

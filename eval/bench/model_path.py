@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.backends.embedded import EmbeddedBackend
-from engine.backends.model_files import QWEN25_CODER_05B, assemble_model, default_model_dir
+from engine.backends.model_files import ModelSpec, assemble_model, default_model_dir
 from engine.categories import Channel
 from engine.decide.prompts import PromptBuilder
 from engine.policy.loader import load_policy
@@ -95,12 +95,11 @@ async def _scored(
     return {"ms": summary(times, scale=1000), "tokens_processed": summary(new_tokens, digits=0)}
 
 
-def run(*, n: int = 20) -> dict[str, Any]:
+def run(spec: ModelSpec, *, n: int = 20) -> dict[str, Any]:
     loaded = load_policy(Path("policies/contact-center"), Path("prompts"))
     builder = PromptBuilder(loaded.policy, loaded.prompts_dir)
     started = time.perf_counter()
-    path = assemble_model(QWEN25_CODER_05B, default_model_dir())
-    backend = EmbeddedBackend(path, QWEN25_CODER_05B)
+    backend = EmbeddedBackend(assemble_model(spec, default_model_dir()), spec)
     load_s = time.perf_counter() - started
     try:
         cached = asyncio.run(_scored(backend, builder, n, cached=True))
@@ -111,7 +110,7 @@ def run(*, n: int = 20) -> dict[str, Any]:
         asyncio.run(backend.aclose())
     base = cached["ms"]["p50"]
     results = {
-        "model": QWEN25_CODER_05B.name,
+        "model": spec.name,
         "load_s": round(load_s, 2),
         "label_scoring_prefix_cached": cached,
         "label_scoring_uncached": uncached,

@@ -89,6 +89,22 @@ def test_check_lists_every_problem_and_exits_1(policy_copy: Path) -> None:
     assert "3 problem(s) found" in err
 
 
+def test_model_list_names_every_packaged_model_and_how_to_install_it(tmp_path: Path) -> None:
+    done = _run("model", "list", "--dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("qwen2.5-coder-0.5b-instruct-q4_k_m (default): 491 MB")
+    assert lines[1].startswith("qwen2.5-coder-1.5b-instruct-q4_k_m: 1,117 MB")
+    assert all("installed" in line for line in lines)
+
+
+def test_model_install_refuses_a_model_it_does_not_package(tmp_path: Path) -> None:
+    done = _run("model", "install", "--model", "gpt-9", "--dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "no packaged model is called 'gpt-9'" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_classify_with_the_scripted_backend_prints_a_decision() -> None:
     decision = _classify("--backend", "fake", ADVERSE)
     assert decision["category"] == "safety_compliance"

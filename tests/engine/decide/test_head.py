@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from engine.backends.fake import FakeBackend, Scripted
-from engine.backends.model_files import QWEN25_CODER_05B
+from engine.backends.model_files import QWEN25_CODER_05B, QWEN25_CODER_15B
 from engine.categories import CATEGORIES, Category, Channel
 from engine.decide.engine import Engine
 from engine.decide.head import HeadFileError, ProbeHead, head_mismatches
@@ -239,6 +239,31 @@ def test_build_refuses_a_head_for_another_model_at_its_line(
     assert problem.file.endswith("policy.yaml")
     assert re.fullmatch(r"\d+ \(head\.file\)", problem.location), problem.location
     assert "fitted for model" in problem.message
+
+
+class _ServingModel(FakeBackend):
+    """A fake that says which model file it serves and how wide its hidden state is."""
+
+    hidden_state_size = DIM
+
+    def __init__(self, digest: str) -> None:
+        super().__init__()
+        self.model_digest = digest
+
+
+def test_a_head_for_the_optional_model_builds_until_another_model_serves(
+    policy_copy: Path, edit_policy: Editor
+) -> None:
+    """``check`` cannot know which packaged model will serve, so it accepts a head for either;
+    the backend that loads a model refuses a head fitted for the other."""
+    _install_head(
+        policy_copy, edit_policy, model=QWEN25_CODER_15B.name, model_digest=QWEN25_CODER_15B.digest
+    )
+    loaded = load_policy(policy_copy, policy_copy.parent.parent / "prompts")
+    Engine.build(loaded, FakeBackend(), rules_cache=RulesCache())
+    Engine.build(loaded, _ServingModel(QWEN25_CODER_15B.digest), rules_cache=RulesCache())
+    with pytest.raises(PolicyError, match=f"fitted for model {re.escape(QWEN25_CODER_15B.name)}"):
+        Engine.build(loaded, _ServingModel(QWEN25_CODER_05B.digest), rules_cache=RulesCache())
 
 
 def test_check_refuses_a_head_for_another_model(policy_copy: Path, edit_policy: Editor) -> None:
