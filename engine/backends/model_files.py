@@ -52,8 +52,7 @@ class ModelSpec:
 
     @property
     def install_command(self) -> str:
-        flag = "" if self.extra == "embedded" else f" --model {self.name}"
-        return f"switchboard model install{flag}"
+        return f"switchboard model install --model {self.name}"
 
     @property
     def reinstall_hint(self) -> str:
