@@ -13,15 +13,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from engine.backends.base import HiddenStateBackend, LabelVerdict, LLMBackend, RenderedPrompt
+from engine.backends.base import LabelVerdict, LLMBackend, RenderedPrompt
 from engine.categories import Category, Channel, VerdictStatus
-from engine.decide.calibration import calibrate
 from engine.decide.combine import combine
 from engine.decide.facts import DecisionFacts
-from engine.decide.head import METHOD as HEAD_METHOD
-from engine.decide.head import HeadFileError, ProbeHead, head_mismatches
+from engine.decide.head import HeadFileError, ProbeHead
 from engine.decide.prepare import Preparer, utc_now
 from engine.decide.prompts import PromptBuilder
+from engine.decide.reading import VerdictReader, head_problems
 from engine.decide.record import (
     DecisionRecord,
     FiredRule,
@@ -92,14 +91,8 @@ class Engine:
         self._fired = {r.id: FiredRule(id=r.id, reason=r.reason) for r in loaded.policy.rules}
         self.stamp = PolicyStamp(id=loaded.id, version=loaded.version, revision=loaded.revision)
         self.head = head
+        self.reader = VerdictReader(loaded.policy, head)
         self._sub_intents = loaded.policy.labels.has_sub_intents()
-        spec = loaded.policy.head
-        # The head's probabilities have their own scale, so their own thresholds (when given).
-        self._head_policy = (
-            loaded.policy.model_copy(update={"thresholds": spec.thresholds})
-            if spec is not None and spec.thresholds is not None
-            else loaded.policy
-        )
 
     @classmethod
     def build(
@@ -142,7 +135,7 @@ class Engine:
             except PromptRenderError as exc:
                 problems.append(loaded.problem(("prompt", "template"), str(exc)))
         if engine is not None and head is not None:
-            for message in _head_problems(head, engine, backend):
+            for message in head_problems(head, engine.prompts, backend):
                 problems.append(loaded.problem(("head", "file"), message))
         if problems or engine is None:
             raise PolicyError(str(loaded.directory), problems)
@@ -241,31 +234,13 @@ class Engine:
             prepared = replace(prepared, keywords={name: name in matched for name in groups})
         return self.conclude(prepared, verdict)
 
-    def _head_probabilities(self, verdict: LabelVerdict) -> dict[Category, float] | None:
-        hidden = verdict.hidden_state
-        if self.head is None or hidden is None or verdict.status is not VerdictStatus.OK:
-            return None
-        if hidden.shape != (self.head.dim,):  # build checked the backend: not expected
-            return None
-        if not self.head.reads(verdict.probabilities):
-            return None  # a fusing head needs every label's probability: not expected either
-        return self.head.probabilities(hidden, verdict.probabilities)
-
     def conclude(self, prepared: Prepared, verdict: LabelVerdict) -> DecisionRecord:
         """Calibrate, rules, combine, workflow and record for a prepared message's verdict."""
         request = prepared.request
-        # Rules and thresholds read the head's probabilities when it can read this verdict, else
-        # the calibrated label probabilities; the record keeps the label probabilities too.
-        calibration = self.policy.calibration
-        policy = self.policy
-        head_probabilities = self._head_probabilities(verdict)
-        if head_probabilities is not None:
-            probabilities, policy = head_probabilities, self._head_policy
-            view = replace(verdict, probabilities=probabilities, method=HEAD_METHOD)
-        else:
-            probabilities = calibrate(verdict.probabilities, calibration)
-            view = replace(verdict, probabilities=probabilities)
-        label = view.label
+        # Rules and thresholds read the head's probabilities or the calibrated label
+        # probabilities (``VerdictReader``); the record keeps the label probabilities too.
+        reading = self.reader.read(verdict)
+        view, probabilities, label = reading.view, reading.probabilities, reading.label
         facts = DecisionFacts(
             channel=request.channel,
             llm_status=verdict.status,
@@ -281,7 +256,7 @@ class Engine:
             fired_ids, rules_error = (), str(exc)
         fired = [self._rules_by_id[i] for i in fired_ids]
         outcome = combine(
-            policy=policy,
+            policy=reading.policy,
             channel=request.channel,
             verdict=view,
             fired=fired,
@@ -322,13 +297,11 @@ class Engine:
             llm=LLMResult(
                 status=verdict.status,
                 label=label,
-                confidence=view.probabilities[label]
-                if label and head_probabilities is not None
-                else (verdict.probabilities[label] if label else None),
-                probabilities=dict(verdict.probabilities),
-                calibrated=probabilities
-                if (calibration is not None or head_probabilities is not None) and label
+                confidence=(probabilities if reading.from_head else verdict.probabilities)[label]
+                if label
                 else None,
+                probabilities=dict(verdict.probabilities),
+                calibrated=probabilities if reading.rescaled and label else None,
                 method=view.method,
                 raw_output=verdict.raw_output[:200],
                 error=verdict.error,
@@ -369,29 +342,6 @@ class Engine:
             reviewer=reviewer,
             policy_revision=self.loaded.revision,
         )
-
-
-def _head_problems(head: ProbeHead, engine: Engine, backend: LLMBackend) -> list[str]:
-    """The head must read the hidden states of the model the embedded backend runs.
-
-    A backend without hidden states (Ollama, the fake ``check`` builds with) cannot say which
-    model will serve: the head must then name one of the packaged models the embedded backend
-    loads.
-    """
-    if isinstance(backend, HiddenStateBackend):
-        digest, size = backend.model_digest, backend.hidden_state_size
-    else:
-        from engine.backends.model_files import PACKAGED_MODELS, packaged_model_with_digest
-
-        packaged = packaged_model_with_digest(head.model_digest) or PACKAGED_MODELS[0]
-        digest, size = packaged.digest, None
-    return head_mismatches(
-        head,
-        model_digest=digest,
-        hidden_size=size,
-        template_hash=engine.prompts.template_hash,
-        prompt_prefix_hash=engine.prompts.prefix_hash,
-    )
 
 
 def _confidence(
