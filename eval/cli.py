@@ -116,6 +116,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="fit-head: another labelled CSV to fit on, e.g. a /reviews/export (repeatable)",
     )
     ev.add_argument(
+        "--threshold-data",
+        action="append",
+        metavar="FILE",
+        help="fit-head: a labelled CSV the head is not fitted on, added to the out-of-fold "
+        "predictions the thresholds are fitted on (repeatable)",
+    )
+    ev.add_argument(
         "--exclude-reviewer",
         action="append",
         metavar="NAME",

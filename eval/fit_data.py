@@ -92,3 +92,21 @@ def gather(
     if excluded:
         described += " without reviewer(s) " + ", ".join(excluded)
     return FitData(kept, described, "sha256:" + digest.hexdigest(), excluded)
+
+
+def gather_unseen(
+    files: list[Path], *, fitted: Sequence[LabelledCase], holdout: Path | None = None
+) -> FitData:
+    """Labelled messages for fitting the thresholds only: the head is never fitted on them, so
+    its probabilities for them are out of sample, as the out-of-fold ones are. A message that is
+    also fitted on, or in the holdout, refuses the fit."""
+    data = gather(files, holdout=holdout)
+    seen = {text_key(c.text) for c in fitted}
+    both = [c for c in data.cases if text_key(c.text) in seen]
+    if both:
+        raise EvalDataError(
+            f"{len(both)} threshold message(s) are also fitted on (first: id "
+            f"{both[0].case_id!r}); a message the head was fitted on says nothing new about "
+            "thresholds: remove it from one of the files"
+        )
+    return data

@@ -263,6 +263,17 @@ def oof_rows(collected: Sequence[Collected], probs: Array) -> list[Prediction]:
     return rows
 
 
+def unseen_rows(collected: Sequence[Collected], head: ProbeHead) -> list[Prediction]:
+    """Rows for messages ``head`` was not fitted on, with its own probabilities as the model's
+    (out of sample, like the out-of-fold rows; ``eval fit-head --threshold-data``)."""
+    kept = [c for c in collected if c.hidden is not None]
+    probs = [
+        head.probabilities(np.asarray(c.hidden), dict(zip(CATEGORIES, c.labels, strict=True)))
+        for c in kept
+    ]
+    return oof_rows(kept, np.array([[p[k] for k in CATEGORIES] for p in probs]))
+
+
 def head_thresholds(
     engine: Engine, rows: Sequence[Prediction], max_escalation: float
 ) -> tuple[Operating, list[Operating]]:

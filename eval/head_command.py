@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from engine.backends.registry import BackendSettings, build_backend
 from engine.categories import CATEGORIES, Channel
 from engine.errors import EvalDataError
 from eval.charts import TradeoffPoint, tradeoff_chart
-from eval.fit_data import gather, message_of
+from eval.fit_data import gather, gather_unseen, message_of
 from eval.fit_head import (
     MIN_SAFETY_RECALL,
     build_head,
@@ -31,6 +32,7 @@ from eval.fit_head import (
     plain_engine,
     softmax,
     thresholds_dict,
+    unseen_rows,
     without_head,
 )
 from eval.metrics import ece
@@ -55,7 +57,13 @@ def _report_md(report: dict[str, Any], out: Path, command: str) -> str:
         "",
         f"Temperature {report['temperature']} and thresholds fitted on {report['fit_on']} "
         f"out-of-fold predictions (accuracy {report['fit_accuracy']:.3f}, ECE "
-        f"{report['fit_ece']:.4f}).",
+        f"{report['fit_ece']:.4f})"
+        + (
+            f", plus the head's predictions for {report['threshold_data']} it was not fitted on "
+            "(thresholds only)."
+            if report.get("threshold_data")
+            else "."
+        ),
         "",
         "## Leave one source out (head fitted without the source) vs the label probabilities",
         "",
@@ -122,14 +130,20 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     out = Path(args.out)
     if out.suffix != ".json":
         raise EvalDataError("fit-head writes a head file: give --out policies/<id>/head.json")
+    holdout = Path(args.holdout) if args.holdout else None
     fit = gather(
         [Path(f) for f in ([args.data] if args.data else []) + list(args.add_data or [])],
         exclude_reviewers=frozenset(args.exclude_reviewer or ()),
-        holdout=Path(args.holdout) if args.holdout else None,
+        holdout=holdout,
         limit=args.limit,
         channels=[Channel(c) for c in args.channels.split(",")] if args.channels else (),
     )
     cases = fit.cases
+    unseen = (
+        gather_unseen([Path(f) for f in args.threshold_data], fitted=cases, holdout=holdout)
+        if args.threshold_data
+        else None
+    )
     for reviewer, n in fit.excluded.items():
         print(f"left out {n} label(s) by reviewer {reviewer}", file=sys.stderr)
     loaded = without_head(
@@ -144,16 +158,18 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         engine = build_engine(loaded, backend, settings)
         print(f"warming up {backend.name} ({backend.model_id})...", file=sys.stderr)
         await engine.warm_up()
-        bar = Progress(len(cases), label="fit-head")
+        todo = cases + (unseen.cases if unseen is not None else [])
+        bar = Progress(len(todo), label="fit-head")
         collected, hits = await collect(
             engine,
-            cases,
+            todo,
             Path(args.cache_dir),
             deadline_s=args.deadline_s or 60.0,
             on_step=bar.step,
         )
     finally:
         await backend.aclose()
+    collected, for_thresholds = collected[: len(cases)], collected[len(cases) :]
     usable = [c for c in collected if c.hidden is not None]
     if len(usable) < len(collected):
         print(f"{len(collected) - len(usable)} message(s) got no hidden state", file=sys.stderr)
@@ -177,7 +193,20 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         temperature = fit_temperature(fit_z, y)
     fit_probs = softmax(fit_z / temperature)
     fit_ece = ece(list(fit_probs.max(axis=1)), list(fit_probs.argmax(axis=1) == y)) or 0.0
-    rows = oof_rows(usable, fit_probs)
+    head = build_head(
+        x,
+        y,
+        c_best,
+        temperature,
+        label_weight=w_best,
+        engine=engine,
+        data=fit.described,
+        data_sha256=fit.sha256,
+        report={},
+    )
+    # Thresholds: on the out-of-fold rows, plus the head's own probabilities for messages it was
+    # never fitted on (--threshold-data).
+    rows = oof_rows(usable, fit_probs) + unseen_rows(for_thresholds, head)
     operating, curve = head_thresholds(plain_engine(engine), rows, args.max_escalation)
     # What the head alone does if the keyword rules miss: the same thresholds, rules off.
     bare_curve = fit_thresholds(without_rules(plain_engine(engine)), rows).curve
@@ -195,6 +224,11 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         "fit_ece": round(fit_ece, 4),
         "fit_accuracy": round(float((fit_probs.argmax(axis=1) == y).mean()), 4),
         "cache_hits": hits,
+        "threshold_data": (
+            f"{unseen.described}: {sum(c.hidden is not None for c in for_thresholds)} messages"
+            if unseen is not None
+            else None
+        ),
         "loso": loso_table(usable, probs),
         "thresholds": thresholds_dict(operating.thresholds),
         "operating": _operating(operating),
@@ -202,15 +236,8 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         "curve_without_rules": [_operating(o) for o in bare_curve],
         "command": command,
     }
-    head = build_head(
-        x,
-        y,
-        c_best,
-        temperature,
-        label_weight=w_best,
-        engine=engine,
-        data=fit.described,
-        data_sha256=fit.sha256,
+    head = replace(
+        head,
         report={
             k: report[k]
             for k in (
@@ -222,6 +249,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
                 "fit_ece",
                 "loso",
                 "thresholds",
+                "threshold_data",
             )
         },
     )

@@ -7,9 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
+from engine.backends.model_files import QWEN25_CODER_05B
+from engine.categories import CATEGORIES
+from engine.decide.head import ProbeHead
 from tests.llama_server import LlamaServer, start_llama_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,3 +81,27 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
         yield server
     finally:
         server.kill()
+
+
+def probe_head(dim: int, **changes: Any) -> ProbeHead:
+    """A probe head with seeded random weights over ``dim`` features, fitted "for" the default
+    model; ``changes`` replace any field."""
+    rng = np.random.default_rng(7)
+    fields: dict[str, Any] = {
+        "classes": CATEGORIES,
+        "weights": rng.normal(size=(3, dim)),
+        "bias": np.array([0.1, -0.2, 0.0]),
+        "mean": rng.normal(size=dim),
+        "scale": rng.uniform(0.5, 2.0, size=dim),
+        "temperature": 1.5,
+        "model": QWEN25_CODER_05B.name,
+        "model_digest": QWEN25_CODER_05B.digest,
+        "template_hash": "sha256:t",
+        "prefix_hash": "sha256:p",
+        "fitted_on": "eval/data/dev.csv",
+        "data_sha256": "sha256:d",
+        "policy_revision": "r",
+        "n": 10,
+        "fitted_at": "2026-12-04",
+    }
+    return ProbeHead(**(fields | changes))

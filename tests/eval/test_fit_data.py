@@ -9,7 +9,7 @@ import pytest
 
 from engine.categories import Channel
 from engine.errors import EvalDataError
-from eval.fit_data import gather
+from eval.fit_data import gather, gather_unseen
 
 _HEADER = "id,text,label,source,channel,reviewer,reviewed_at,decided,policy_revision\n"
 
@@ -100,3 +100,21 @@ def test_each_message_can_be_fitted_as_sent_on_other_channels(files: dict[str, P
     assert copies["d1@email"].source == copies["d1"].source  # the same family for LOSO
     assert fit.described.endswith("as chat/email/voice")
     assert fit.sha256 != plain.sha256
+
+
+def test_threshold_data_the_head_is_fitted_on_refuses_the_fit(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    fitted = gather([files["dev"]]).cases
+    unseen = _write(
+        tmp_path / "pool.csv", "id,text,label\np1,How Long Is delivery?,informational\n"
+    )
+    assert [c.case_id for c in gather_unseen([unseen], fitted=fitted).cases] == ["p1"]
+    again = _write(tmp_path / "again.csv", "id,text,label\np2,  Where is my ORDER,service_action\n")
+    with pytest.raises(EvalDataError, match=r"1 threshold message\(s\) are also fitted on.*'p2'"):
+        gather_unseen([unseen, again], fitted=fitted)
+
+
+def test_threshold_data_refuses_the_holdout_too(files: dict[str, Path]) -> None:
+    with pytest.raises(EvalDataError, match="holdout"):
+        gather_unseen([files["export"]], fitted=[], holdout=files["holdout"])

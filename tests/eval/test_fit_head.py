@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,9 @@ from eval.fit_head import (
     kfold_logits,
     loso_logits,
     softmax,
+    unseen_rows,
 )
-from tests.conftest import DEFAULT_POLICY, PROMPTS
+from tests.conftest import DEFAULT_POLICY, PROMPTS, probe_head
 
 
 def _separable(n: int = 90, dim: int = 12) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -122,3 +124,25 @@ def test_copies_of_one_message_share_a_fold() -> None:
     grouped = kfold_logits(x, yy, 3.0, same_fold=keys)
     assert (leaking.argmax(axis=1) == yy).mean() > 0.9
     assert (grouped.argmax(axis=1) == yy).mean() < 0.6
+
+
+async def test_threshold_rows_carry_the_fitted_heads_own_probabilities(tmp_path: Path) -> None:
+    """--threshold-data: messages the head was not fitted on are read by the head itself (not
+    by out-of-fold heads), with the same decode's label probabilities when it fuses them; a
+    message without a hidden state is left out."""
+    loaded = load_policy(DEFAULT_POLICY, PROMPTS)
+    labels = dict(zip(CATEGORIES, (0.2, 0.7, 0.1), strict=True))
+    state = np.array([3.0, -1.0, 0.5, 2.0], dtype=np.float32)
+    backend = FakeBackend(default=Scripted(labels, hidden_state=state))
+    engine = Engine.build(loaded, backend, rules_cache=RulesCache())
+    case = LabelledCase("q", "Can it cause a rash?", Category.INFORMATIONAL, "pool", Channel.CHAT)
+    (collected,), _ = await collect(engine, [case], tmp_path, deadline_s=5)
+    head = probe_head(4, label_weight=2.0)
+    without_state = replace(collected, hidden=None)
+    (row,) = unseen_rows([collected, without_state], head)
+    expected = head.probabilities(state, labels)
+    assert row.id == "q"
+    assert row.model_label is max(expected, key=lambda k: expected[k])
+    assert row.p_informational == pytest.approx(expected[Category.INFORMATIONAL])
+    assert row.p_safety_compliance == pytest.approx(expected[Category.SAFETY_COMPLIANCE])
+    assert row.p_safety_compliance != pytest.approx(0.1)  # the head's, not the label's

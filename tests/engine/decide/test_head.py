@@ -24,7 +24,7 @@ from engine.decide.request import DecisionRequest
 from engine.decide.rules import RulesCache
 from engine.errors import PolicyError
 from engine.policy.loader import load_policy
-from tests.conftest import REPO, Editor
+from tests.conftest import REPO, Editor, probe_head
 
 DIM = 16
 SAFETY = Category.SAFETY_COMPLIANCE
@@ -32,25 +32,7 @@ LABELS = {Category.INFORMATIONAL: 0.2, Category.SERVICE_ACTION: 0.7, SAFETY: 0.1
 
 
 def _head(**changes: object) -> ProbeHead:
-    rng = np.random.default_rng(7)
-    head = ProbeHead(
-        classes=CATEGORIES,
-        weights=rng.normal(size=(3, DIM)),
-        bias=np.array([0.1, -0.2, 0.0]),
-        mean=rng.normal(size=DIM),
-        scale=rng.uniform(0.5, 2.0, size=DIM),
-        temperature=1.5,
-        model=QWEN25_CODER_05B.name,
-        model_digest=QWEN25_CODER_05B.digest,
-        template_hash="sha256:t",
-        prefix_hash="sha256:p",
-        fitted_on="eval/data/dev.csv",
-        data_sha256="sha256:d",
-        policy_revision="r",
-        n=10,
-        fitted_at="2026-12-04",
-    )
-    return replace(head, **changes)  # type: ignore[arg-type]
+    return probe_head(DIM, **changes)
 
 
 def test_probabilities_are_the_tempered_softmax_of_the_standardised_state() -> None:
