@@ -1,5 +1,6 @@
-"""The live default policy's keyword groups on the wordings policy 1.4.1 added or narrowed: a
-death of a person but not of a phone, an expiry date already past, a dose change or stopping."""
+"""The live default policy's keyword groups on the wordings policies 1.4.1 and 1.4.3 added or
+narrowed: a death of a person but not of a phone, an expiry date already past, a dose change or
+stopping, a tablet imprint that differs from the usual one."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def matcher() -> KeywordMatcher:
         ("brain zaps since I stopped venlafaxine", "personal_report", True),
         ("ran out of my pills 3 days ago and I'm shaking", "personal_report", True),
         ("how long does delivery take", "personal_report", False),
+        ("imprint says M 30 but my usual ones say A 12", "product_defect", True),
+        ("what does the imprint on my tablets mean?", "product_defect", False),
     ],
 )
 def test_the_default_groups(matcher: KeywordMatcher, text: str, group: str, hit: bool) -> None:
