@@ -206,7 +206,8 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     )
     # Thresholds: on the out-of-fold rows, plus the head's own probabilities for messages it was
     # never fitted on (--threshold-data).
-    rows = oof_rows(usable, fit_probs) + unseen_rows(for_thresholds, head)
+    unseen_predictions = unseen_rows(for_thresholds, head)
+    rows = oof_rows(usable, fit_probs) + unseen_predictions
     operating, curve = head_thresholds(plain_engine(engine), rows, args.max_escalation)
     # What the head alone does if the keyword rules miss: the same thresholds, rules off.
     bare_curve = fit_thresholds(without_rules(plain_engine(engine)), rows).curve
@@ -225,7 +226,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         "fit_accuracy": round(float((fit_probs.argmax(axis=1) == y).mean()), 4),
         "cache_hits": hits,
         "threshold_data": (
-            f"{unseen.described}: {sum(c.hidden is not None for c in for_thresholds)} messages"
+            f"{unseen.described}: {len(unseen_predictions)} messages"
             if unseen is not None
             else None
         ),

@@ -40,13 +40,16 @@ def without_passed_out(rules: dict[str, Any]) -> None:
 
 
 def settled(served: Served) -> dict[str, Any]:
-    """The admin report once every offered decision is decided or skipped."""
+    """The admin report once every offered decision is decided or skipped, and every decided
+    one is stored (the run counts a decision before the audit writer commits its row)."""
     deadline = time.monotonic() + 30
     while True:
         report = served.client.get("/admin/shadow").json()
         run = report["run"]
         done = sum(run["decided"].values()) + sum(run["skipped"].values())
-        if done == run["offered"] or time.monotonic() > deadline:
+        stored = sum(t["total"] for t in report.get("tenants") or [])
+        decided = sum(run["decided"].values())
+        if (done == run["offered"] and stored >= decided) or time.monotonic() > deadline:
             return dict(report)
         time.sleep(0.02)
 
