@@ -268,5 +268,6 @@ def _same(base: RenderedPrompt | None, head: RenderedPrompt | None, replayer: Re
         base is not None
         and head is not None
         and base.messages == head.messages
+        and base.readout == head.readout  # a head reads its own hidden states of the decode
         and replayer.base.prompts.choices == replayer.head.prompts.choices
     )

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 
+from engine.backends.readout import DEFAULT_READOUT, Readout, ReadoutError
 from engine.backends.registry import BACKENDS
 from engine.errors import EvalDataError, SwitchboardError
 from engine.policy.loader import default_policies_dir
@@ -151,7 +152,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="fit-head: label weights to choose from on leave-one-source-out predictions, "
         "comma-separated (default 0: the probe alone; docs/evaluation.md, 'Fusing')",
     )
+    ev.add_argument(
+        "--readout",
+        type=_readout,
+        default=DEFAULT_READOUT,
+        metavar="READ,...",
+        help="fit-head: the hidden states the head reads, e.g. mean:9,last:16 (a layer's "
+        "average over the message's tokens, a layer at the last token; default last:final)",
+    )
     ev.set_defaults(handler=_handle)
+
+
+def _readout(text: str) -> Readout:
+    try:
+        return Readout.parse(text.split(","))
+    except ReadoutError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _weights(text: str) -> tuple[float, ...]:

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import DecisionRequest, Engine
+from engine.backends.readout import DEFAULT_READOUT, Readout
 from engine.categories import CATEGORIES, Category, VerdictStatus
 from engine.decide.head import ProbeHead, log_labels
 from engine.policy.labels import Thresholds
@@ -63,16 +64,18 @@ async def collect(
     cache_dir: Path,
     *,
     deadline_s: float,
+    readout: Readout = DEFAULT_READOUT,
     on_step: Any = None,
 ) -> tuple[list[Collected], int]:
-    """Every case's hidden state (cached or one model call) and today's decision for it."""
+    """Every case's hidden states (``readout``; cached or one model call) and today's decision
+    for it."""
     out: list[Collected] = []
     cache = HiddenStateCache(cache_dir)
     digest = engine.backend.model_digest
     for case in cases:
         request = DecisionRequest(case.text, case.channel, decision_id=case.case_id)
         prepared = engine.prepare(request)
-        prompt = engine.prompts.render(prepared.redacted, case.channel)
+        prompt = replace(engine.prompts.render(prepared.redacted, case.channel), readout=readout)
         verdict = cache.get(digest, prompt)
         if verdict is None:
             verdict = await engine.ask_model(prompt, deadline_s=deadline_s)
@@ -316,6 +319,7 @@ def build_head(
     data: str,
     data_sha256: str,
     report: dict[str, Any],
+    readout: Readout = DEFAULT_READOUT,
 ) -> ProbeHead:
     weights, bias, st = fit_lr(x, y, c)
     return ProbeHead(
@@ -336,6 +340,7 @@ def build_head(
         n=len(y),
         fitted_at=datetime.now(timezone.utc).date().isoformat(),
         report=report,
+        readout=readout,
     )
 
 

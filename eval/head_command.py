@@ -165,6 +165,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
             todo,
             Path(args.cache_dir),
             deadline_s=args.deadline_s or 60.0,
+            readout=args.readout,
             on_step=bar.step,
         )
     finally:
@@ -203,6 +204,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         data=fit.described,
         data_sha256=fit.sha256,
         report={},
+        readout=args.readout,
     )
     # Thresholds: on the out-of-fold rows, plus the head's own probabilities for messages it was
     # never fitted on (--threshold-data).
@@ -214,6 +216,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     command = "switchboard " + " ".join(sys.argv[1:])
     report: dict[str, Any] = {
         "n": len(usable),
+        "readout": args.readout.names(),
         "c": c_best,
         "label_weight": w_best,
         "grid_loso_nll": {f"C={c} w={w}": round(s, 4) for s, c, w, _, _ in scored},
@@ -242,6 +245,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         report={
             k: report[k]
             for k in (
+                "readout",
                 "c",
                 "label_weight",
                 "loso_nll",

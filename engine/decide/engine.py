@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from engine.backends.base import LabelVerdict, LLMBackend, RenderedPrompt
+from engine.backends.readout import DEFAULT_READOUT
 from engine.categories import Category, Channel, VerdictStatus
 from engine.decide.combine import combine
 from engine.decide.facts import DecisionFacts
@@ -85,7 +86,9 @@ class Engine:
         self.redactor = redactor
         self.pricing = pricing or Pricing()
         self.preparer = Preparer(loaded.policy, redactor=redactor, clock=clock, ids=ids)
-        self.prompts = PromptBuilder(loaded.policy, loaded.prompts_dir)
+        self.prompts = PromptBuilder(
+            loaded.policy, loaded.prompts_dir, head.readout if head is not None else DEFAULT_READOUT
+        )
         self._rules_by_id = {r.id: r for r in loaded.policy.rules}
         # Frozen, so one instance per rule serves every record that names it.
         self._fired = {r.id: FiredRule(id=r.id, reason=r.reason) for r in loaded.policy.rules}

@@ -1,6 +1,7 @@
 """The probe head: category probabilities read from the model's hidden state, not its next word.
 
-A multinomial logistic regression over the last prompt token's final hidden state (standardised),
+A multinomial logistic regression over hidden states of the decode (standardised; which ones, the
+head's ``readout``: by default the last prompt token's final state),
 plus, when ``label_weight`` is not 0, that weight times the log of the label probabilities the same
 decode gave (the prompt's own answer, fused with the probe's: it carries what the prompt knows
 about kinds of message the fitting data lacked), with a temperature, fitted offline by
@@ -24,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.backends.base import ChatMessage
+from engine.backends.readout import DEFAULT_READOUT, Readout, ReadoutError, readout_of
 from engine.categories import Category
 from engine.errors import SwitchboardError
 
@@ -76,6 +78,7 @@ class ProbeHead:
     fitted_at: str
     report: Mapping[str, Any] = field(default_factory=dict)
     label_weight: float = 0.0
+    readout: Readout = DEFAULT_READOUT  # which hidden states ``weights`` reads, concatenated
 
     @property
     def dim(self) -> int:
@@ -128,7 +131,8 @@ class ProbeHead:
 
         doc = {
             "format": HEAD_FORMAT,
-            "method": "multinomial logistic regression on the last prompt token's hidden state",
+            "method": "multinomial logistic regression on the model's hidden states",
+            "readout": self.readout.names(),
             "model": self.model,
             "model_digest": self.model_digest,
             "template_hash": self.template_hash,
@@ -178,9 +182,12 @@ class ProbeHead:
                 fitted_at=str(doc["fitted_at"]),
                 report=dict(doc.get("report") or {}),
                 label_weight=float(doc.get("label_weight", 0.0)),
+                readout=readout_of(doc.get("readout")),
             )
         except HeadFileError:
             raise
+        except ReadoutError as exc:
+            raise HeadFileError(f"{where}: readout: {exc}") from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise HeadFileError(
                 f"{where}: malformed head file ({type(exc).__name__}: {exc}); "
@@ -232,8 +239,12 @@ def head_mismatches(
     hidden_size: int | None,
     template_hash: str,
     prompt_prefix_hash: str,
+    layer_count: int | None = None,
 ) -> list[str]:
-    """Why ``head`` cannot read this engine's hidden states (empty when it can)."""
+    """Why ``head`` cannot read this engine's hidden states (empty when it can).
+
+    ``hidden_size`` is one hidden state's width (the head reads one per read of its readout).
+    """
     refit = "refit it: `switchboard eval fit-head --data eval/data/dev.csv --out <policy dir>/…`"
     problems: list[str] = []
     if head.model_digest != model_digest:
@@ -241,9 +252,12 @@ def head_mismatches(
             f"the head was fitted for model {head.model} ({head.model_digest[:19]}…), but the "
             f"embedded model is {model_digest[:19]}…; {refit}"
         )
-    if hidden_size is not None and hidden_size != head.dim:
+    if layer_count is not None:
+        problems += [f"{p}; {refit}" for p in head.readout.problems(layer_count)]
+    if hidden_size is not None and head.readout.size(hidden_size) != head.dim:
         problems.append(
-            f"the head reads {head.dim} floats, the model's hidden state has {hidden_size}; {refit}"
+            f"the head reads {head.dim} floats, the model's hidden state has {hidden_size} "
+            f"(times {len(head.readout.reads)} for readout {head.readout.names()}); {refit}"
         )
     if head.template_hash != template_hash:
         problems.append(

@@ -23,6 +23,7 @@ from typing import Any
 from jinja2 import nodes
 
 from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
+from engine.backends.readout import DEFAULT_READOUT, Readout
 from engine.categories import CATEGORIES, Category, Channel
 from engine.decide.head import prefix_hash
 from engine.decide.model_view import ModelView
@@ -72,8 +73,11 @@ def _marker(answer: str) -> str:
 class PromptBuilder:
     """Builds RenderedPrompts for one policy revision; the static prefix is rendered once."""
 
-    def __init__(self, policy: Policy, prompts_dir: Path) -> None:
+    def __init__(
+        self, policy: Policy, prompts_dir: Path, readout: Readout = DEFAULT_READOUT
+    ) -> None:
         self._policy = policy
+        self.readout = readout  # what the policy's head reads of the decode, carried to the backend
         env = template_environment(prompts_dir)
         path = prompts_dir / policy.prompt.template
         source = path.read_text(encoding="utf-8")
@@ -152,7 +156,9 @@ class PromptBuilder:
         else:
             ctx = self._ctx(message=text, channel=channel)
             user = ChatMessage("user", self._block("user", ctx))
-        return RenderedPrompt(messages=(*self._prefix, user), template_hash=self.template_hash)
+        return RenderedPrompt(
+            messages=(*self._prefix, user), template_hash=self.template_hash, readout=self.readout
+        )
 
     def _slot(self, channel: Channel) -> list[str] | None:
         """The user block rendered for ``channel`` with a placeholder message, split around it;

@@ -86,14 +86,19 @@ def head_problems(head: ProbeHead, prompts: PromptBuilder, backend: LLMBackend) 
     loads.
     """
     if isinstance(backend, HiddenStateBackend):
-        digest, size = backend.model_digest, backend.hidden_state_size
+        digest, size, layers = (
+            backend.model_digest,
+            backend.hidden_state_size,
+            backend.layer_count,
+        )
     else:
         packaged = packaged_model_with_digest(head.model_digest) or PACKAGED_MODELS[0]
-        digest, size = packaged.digest, None
+        digest, size, layers = packaged.digest, None, packaged.layers
     return head_mismatches(
         head,
         model_digest=digest,
         hidden_size=size,
         template_hash=prompts.template_hash,
         prompt_prefix_hash=prompts.prefix_hash,
+        layer_count=layers,
     )

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.backends.readout import ReadoutError, readout_of
 from engine.policy.loader import LoadedPolicy
 from engine.policy.model import Policy
 
@@ -66,7 +67,19 @@ def _head_changes(base: LoadedPolicy, head: LoadedPolicy) -> list[str]:
         except (ValueError, KeyError, TypeError):
             about = ""
         lines.append(f"probe head `{h.file}` refitted{about}")
+        old_reads, new_reads = _readout(old_file), _readout(new_file)
+        if old_reads != new_reads:
+            lines.append(f"probe head reads {', '.join(new_reads)} (was {', '.join(old_reads)})")
     return lines
+
+
+def _readout(head_file: bytes) -> list[str]:
+    """The hidden states a head file reads (``last:final`` for files without a readout)."""
+    try:
+        doc = json.loads(head_file)
+        return readout_of(doc.get("readout")).names()
+    except (ValueError, AttributeError, ReadoutError):
+        return ["?"]
 
 
 def _read(path: Path) -> bytes:

@@ -5,6 +5,8 @@ refusal, reload, soak, profile, audit, search, fairness, shadow, or all (default
 (needs RabbitMQ; not part of all) cuts the broker while traffic flows and
 writes ``docs/delivery/outage.{csv,json,png}``.
 ``openai`` (not in all: it starts a llama.cpp server, or uses ``--openai-base-url``).
+``readout`` (not in all): the embedded model's time per decision with a head's intermediate-layer
+readout against the default, quiet and beside a thread that keeps the GIL busy.
 ``quant`` (not in all): the packaged model requantized to Q4_0, Q8_0, IQ4_NL and BF16, long
 messages scored with each file (``eval/bench/requantized.py``).
 ``shadow``: live latency and model calls with a shadow candidate and without (fake backend by
@@ -88,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import long_messages
 
         long_messages.run(packaged_model(args.model), Path(args.policy))
+    if "readout" in which:
+        from eval.bench import readout_cost
+
+        readout_cost.run(packaged_model(args.model), Path(args.policy))
     if "quant" in which:
         from eval.bench import requantized
 

@@ -166,7 +166,9 @@ def _verdicts(diff: PolicyDiff) -> str:
         parts.append(f"{by_source['model']} from one model call reused for both sides")
     if by_source["model x2"]:
         parts.append(
-            f"{by_source['model x2']} asked of the model under each revision (the prompt changed)"
+            f"{by_source['model x2']} asked of the model under each revision (the prompt or the "
+            "hidden states a head reads changed; calls answered from the hidden-state cache "
+            "are not counted)"
         )
     calls = _plural(diff.model_calls, "model call", "model calls")
     return f"Model verdicts: {'; '.join(parts) or 'none'} ({calls})."

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.backends.fake import FakeBackend, Scripted
+from engine.backends.readout import DEFAULT_READOUT, Readout
 from engine.categories import Category, Channel
 from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
 from engine.replay import ReplayCase, Replayer, aligned
-from tests.conftest import PROMPTS, Editor
+from tests.conftest import PROMPTS, Editor, probe_head
 
 FAINTED = ReplayCase("fainted", "I fainted after my second dose.", Channel.CHAT, "pasted")
 
@@ -85,3 +86,32 @@ def test_aligned_puts_shared_steps_on_one_row() -> None:
         ("c", "c"),
         (None, "d"),
     ]
+
+
+async def test_a_head_with_its_own_readout_gets_its_own_model_call(
+    policy_copy: Path, edit_policy: Editor
+) -> None:
+    """The prompt text is the same on both sides, but the head reads other hidden states: one
+    shared verdict would hand it the base's (which it cannot read, and would silently skip)."""
+    backend = FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.9))
+    cache = RulesCache()
+    base = Engine.build(load_policy(policy_copy, PROMPTS), backend, rules_cache=cache)
+    prompts = base.prompts
+    readout = Readout.parse(["mean:9", "last:final"])
+    head_file = probe_head(
+        16, readout=readout, template_hash=prompts.template_hash, prefix_hash=prompts.prefix_hash
+    )
+    (policy_copy / "head.json").write_text(head_file.to_json(), encoding="utf-8")
+    thresholds = {"informational": 0.5, "service_action": 0.5}
+    thresholds |= {"safety_compliance": 0.3, "safety_escalation": 0.2}
+    edit_policy(
+        "policy.yaml", lambda d: d.update(head={"file": "head.json", "thresholds": thresholds})
+    )
+    head = Engine.build(load_policy(policy_copy, PROMPTS), backend, rules_cache=cache)
+    replayer = Replayer(base, head)
+
+    comparison = await replayer.compare(FAINTED)
+
+    assert comparison is not None
+    assert len(backend.calls) == replayer.model_calls == 2
+    assert [p.readout for p in backend.calls] == [DEFAULT_READOUT, readout]

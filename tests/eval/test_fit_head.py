@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engine.backends.fake import FakeBackend, Scripted
+from engine.backends.readout import Readout
 from engine.categories import CATEGORIES, Category, Channel
 from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
@@ -86,6 +87,13 @@ async def test_collect_caches_hidden_states_and_reuses_them(tmp_path: Path) -> N
         assert after.row.model_label is before.row.model_label is Category.SERVICE_ACTION
         assert after.row.p_service_action == pytest.approx(0.7)
         assert after.labels == pytest.approx((0.2, 0.7, 0.1))  # the fused head reads these
+
+    # Another readout is another hidden state: asked of the model, cached apart.
+    readout = Readout.parse(["mean:9", "last:16"])
+    _, hits = await collect(engine, cases, tmp_path, deadline_s=5, readout=readout)
+    assert hits == 0
+    assert [p.readout for p in list(backend.calls)[2:]] == [readout, readout]
+    assert len(list(tmp_path.glob("*.npz"))) == 4
 
 
 def test_the_label_weight_is_chosen_by_what_it_adds_on_a_left_out_source() -> None:

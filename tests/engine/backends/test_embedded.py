@@ -31,6 +31,7 @@ from engine.backends.model_files import (
     packaged_model_with_digest,
     verify_model,
 )
+from engine.backends.readout import Readout
 from engine.backends.registry import BackendSettings, build_backend
 from engine.categories import Category, VerdictStatus
 from engine.errors import BackendConfigError, ModelFileError
@@ -49,6 +50,7 @@ def _spec_for(
         file_name="tiny.gguf",
         size=len(whole),
         sha256=sha256 or hashlib.sha256(whole).hexdigest(),
+        layers=1,
         extra=extra,
     )
 
@@ -432,3 +434,74 @@ def test_openmp_threads_wait_passively_unless_the_operator_chose(
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     _passive_openmp_wait()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+@pytest.mark.model
+async def test_a_readout_reads_middle_layers_of_the_same_decode(backend: EmbeddedBackend) -> None:
+    """``mean:9`` (layer 9 averaged over the message's tokens), ``last:16`` and the final state,
+    concatenated. The average covers the whole message whatever the previous message shared
+    with this one: after a message that starts alike, or after the very same one, the prefix
+    cache would otherwise leave the shared tokens out of it."""
+    import numpy as np
+
+    readout = Readout.parse(["mean:9", "last:16", "last:final"])
+    text = "I took ibuprofen and got a rash on my arms"
+    width = backend.hidden_state_size
+    assert backend.layer_count == QWEN25_CODER_05B.layers == 24
+
+    async def score(message: str, read: Readout | None = None) -> np.ndarray:
+        prompt = few_shot(message) if read is None else replace(few_shot(message), readout=read)
+        verdict = await backend.score(prompt, CHOICES, deadline_s=120)
+        assert verdict.status is VerdictStatus.OK
+        assert verdict.hidden_state is not None
+        return verdict.hidden_state
+
+    plain = await score(text)
+    await score("Where is my order?")
+    reference = await score(text, readout)
+    after_same = await score(text, readout)
+    await score("I took the bus to work")
+    after_alike = await score(text, readout)
+
+    assert plain.shape == (width,)
+    assert reference.shape == (3 * width,)
+    assert np.isfinite(reference).all()
+    mean9, last16, final = np.split(reference, 3)
+    for again in (after_same, after_alike):
+        # Not bit-identical: llama.cpp places the message in other cache cells, which changes
+        # the order of attention's sums (measured 0.04 at most). Leaving the shared tokens out
+        # of the average moves it by 0.9 (alike) to 4.2 (same).
+        assert np.abs(np.split(again, 3)[0] - mean9).max() < 0.2
+    assert not np.allclose(mean9, last16)
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    assert cosine(final, plain) > 0.99  # the final state, to the cache's float noise
+    assert cosine(last16, final) < 0.9
+
+
+@pytest.mark.model
+async def test_a_readout_without_the_final_state_is_one_pass(backend: EmbeddedBackend) -> None:
+    """``last:16`` read from the one pass over the message (no decode of the last token alone)
+    is the same state as when the last token is decoded on its own for the final state."""
+    import numpy as np
+
+    text = "My son vomited twice after the new syrup"
+    alone = await backend.score(
+        replace(few_shot(text), readout=Readout.parse(["last:16"])), CHOICES, deadline_s=120
+    )
+    with_final = await backend.score(
+        replace(few_shot(text), readout=Readout.parse(["last:16", "last:final"])),
+        CHOICES,
+        deadline_s=120,
+    )
+    assert alone.hidden_state is not None
+    assert with_final.hidden_state is not None
+    assert alone.hidden_state.shape == (backend.hidden_state_size,)
+    one_pass, two_pass = alone.hidden_state, with_final.hidden_state[: backend.hidden_state_size]
+    assert (
+        float(one_pass @ two_pass) / float(np.linalg.norm(one_pass) * np.linalg.norm(two_pass))
+        > 0.99
+    )
+    assert alone.probabilities.keys() == with_final.probabilities.keys()

@@ -15,6 +15,7 @@ import pytest
 
 from engine.backends.fake import FakeBackend, Scripted
 from engine.backends.model_files import QWEN25_CODER_05B, QWEN25_CODER_15B
+from engine.backends.readout import DEFAULT_READOUT, Readout
 from engine.categories import CATEGORIES, Category, Channel
 from engine.decide.engine import Engine
 from engine.decide.head import HeadFileError, ProbeHead, head_mismatches
@@ -31,8 +32,8 @@ SAFETY = Category.SAFETY_COMPLIANCE
 LABELS = {Category.INFORMATIONAL: 0.2, Category.SERVICE_ACTION: 0.7, SAFETY: 0.1}
 
 
-def _head(**changes: object) -> ProbeHead:
-    return probe_head(DIM, **changes)
+def _head(dim: int = DIM, **changes: object) -> ProbeHead:
+    return probe_head(dim, **changes)
 
 
 def test_probabilities_are_the_tempered_softmax_of_the_standardised_state() -> None:
@@ -80,6 +81,9 @@ def test_file_round_trip_keeps_what_it_was_fitted_for() -> None:
     assert again.probabilities(h, LABELS) == pytest.approx(head.probabilities(h, LABELS), abs=1e-6)
     fusing = ProbeHead.from_json(_head(label_weight=1.25).to_json())
     assert fusing.label_weight == 1.25
+    assert again.readout == DEFAULT_READOUT
+    wide = _head(dim=2 * DIM, readout=Readout.parse(["mean:9", "last:16"]))
+    assert ProbeHead.from_json(wide.to_json()).readout == wide.readout
     assert (again.model_digest, again.template_hash, again.prefix_hash, again.n) == (
         head.model_digest,
         "sha256:t",
@@ -101,6 +105,7 @@ def test_file_round_trip_keeps_what_it_was_fitted_for() -> None:
         (lambda d: d.update(temperature=0), "positive"),
         (lambda d: d.update(label_weight=-1.0), "label_weight"),
         (lambda d: d.update(label_weight="much"), "malformed"),
+        (lambda d: d.update(readout=["mean:final"]), "readout: 'mean:final'"),
     ],
 )
 def test_a_broken_file_is_refused_with_a_reason(change: object, message: str) -> None:
@@ -132,6 +137,30 @@ def test_mismatches_name_the_model_the_template_and_the_prefix() -> None:
     assert "fit-head" in bad[0]
     assert "896" in bad[1]
     assert "prompt prefix" in bad[2]
+
+
+def test_mismatches_size_a_readout_and_name_a_layer_the_model_lacks() -> None:
+    """A head reads one hidden state per read of its readout, of layers the model has."""
+    head = _head(dim=2 * DIM, readout=Readout.parse(["mean:9", "last:24"]))
+
+    def mismatches(hidden_size: int, layer_count: int | None) -> list[str]:
+        return head_mismatches(
+            head,
+            model_digest=head.model_digest,
+            hidden_size=hidden_size,
+            template_hash="sha256:t",
+            prompt_prefix_hash="sha256:p",
+            layer_count=layer_count,
+        )
+
+    assert mismatches(DIM, 24) == [
+        "the readout reads last:24, and the model has layers 0 to 23; refit it: "
+        "`switchboard eval fit-head --data eval/data/dev.csv --out <policy dir>/…`"
+    ]
+    assert mismatches(DIM, 25) == []
+    (size,) = mismatches(2 * DIM, None)
+    assert f"reads {2 * DIM} floats" in size
+    assert "times 2 for readout ['mean:9', 'last:24']" in size
 
 
 def _install_head(policy_dir: Path, edit: Editor, **changes: object) -> ProbeHead:
@@ -227,6 +256,7 @@ class _ServingModel(FakeBackend):
     """A fake that says which model file it serves and how wide its hidden state is."""
 
     hidden_state_size = DIM
+    layer_count = QWEN25_CODER_05B.layers
 
     def __init__(self, digest: str) -> None:
         super().__init__()
@@ -262,6 +292,35 @@ def test_check_refuses_a_head_for_another_model(policy_copy: Path, edit_policy: 
     assert re.search(r"policy\.yaml:\d+ \(head\.file\): the head was fitted for model", done.stderr)
     assert "switchboard eval fit-head" in done.stderr
     assert "1 problem(s) found" in done.stderr
+
+
+def test_build_refuses_a_readout_of_a_layer_the_packaged_model_lacks(
+    policy_copy: Path, edit_policy: Editor
+) -> None:
+    """Without a model loaded (``check``), the packaged model's layer count decides."""
+    readout = Readout.parse(["last:final", f"mean:{QWEN25_CODER_05B.layers}"])
+    _install_head(policy_copy, edit_policy, readout=readout)
+    loaded = load_policy(policy_copy, policy_copy.parent.parent / "prompts")
+    with pytest.raises(PolicyError) as caught:
+        Engine.build(loaded, FakeBackend(), rules_cache=RulesCache())
+    (problem,) = caught.value.problems
+    assert re.fullmatch(r"\d+ \(head\.file\)", problem.location), problem.location
+    assert f"reads mean:{QWEN25_CODER_05B.layers}, and the model has layers 0 to 23" in (
+        problem.message
+    )
+
+
+def test_the_engine_asks_the_backend_for_its_heads_readout(
+    policy_copy: Path, edit_policy: Editor
+) -> None:
+    readout = Readout.parse(["mean:9", "last:final"])
+    _install_head(policy_copy, edit_policy, readout=readout)
+    loaded = load_policy(policy_copy, policy_copy.parent.parent / "prompts")
+    engine = Engine.build(loaded, FakeBackend(), rules_cache=RulesCache())
+    assert engine.prompts.render("Where is my parcel?", Channel.CHAT).readout == readout
+    headless = replace(loaded, policy=loaded.policy.model_copy(update={"head": None}))
+    plain = Engine.build(headless, FakeBackend(), rules_cache=RulesCache())
+    assert plain.prompts.render("Where is my parcel?", Channel.CHAT).readout == DEFAULT_READOUT
 
 
 def test_check_refuses_a_missing_head_file(policy_copy: Path, edit_policy: Editor) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.backends.readout import Readout
 from engine.policy.changes import policy_changes
 from engine.policy.loader import load_policy
 from tests.conftest import Editor
@@ -32,6 +33,12 @@ def test_a_refitted_head_and_its_thresholds_are_named(
     assert (
         "probe head `head.json` refitted (now fitted on `dev.csv as chat/email`, n = 10)" in lines
     )
+    assert not [line for line in lines if line.startswith("probe head reads")]
+
+    wider = replace(refit, readout=Readout.parse(["mean:9", "last:16"]))
+    (policy_copy / "head.json").write_text(wider.to_json(), encoding="utf-8")
+    lines = policy_changes(base, load_policy(policy_copy, prompts))
+    assert "probe head reads mean:9, last:16 (was last:final)" in lines
 
     edit_policy("policy.yaml", lambda d: d.pop("head"))
     assert "probe head removed" in policy_changes(base, load_policy(policy_copy, prompts))
