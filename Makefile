@@ -23,7 +23,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel setuptools
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml engine/backends/layer_capture.c | $(BIN)/python
 	$(BIN)/pip wheel --quiet --no-deps --no-cache-dir --find-links $(LLAMA_WHEELS) --wheel-dir $(LLAMA_WHEELS) '$(LLAMA_PIN)'
 	$(BIN)/pip install --quiet --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/pip install --quiet -e '.[embedded,model-server,dev]'

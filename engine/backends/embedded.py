@@ -74,7 +74,7 @@ def _attach_callback(llama_cpp: Any, llm: Any, capture: LayerCapture) -> None:
     """
     params = llm.context_params
     params.cb_eval = capture.callback
-    params.cb_eval_user_data = None
+    params.cb_eval_user_data = capture.user_data
     context = llama_cpp._internals.LlamaContext(model=llm._model, params=params, verbose=False)
     previous = llm._ctx
     llm._ctx = llm._stack.enter_context(contextlib.closing(context))
@@ -155,6 +155,14 @@ class EmbeddedBackend:
     @property
     def layer_count(self) -> int:
         return self._n_layer
+
+    @property
+    def layer_callback(self) -> str | None:
+        """Which eval callback reads layers: "c", "python" (the extension was not built), or
+        None until a readout first needs a layer."""
+        if self._capture is None:
+            return None
+        return "c" if self._capture.native else "python"
 
     @property
     def n_ctx(self) -> int:
@@ -293,7 +301,7 @@ class EmbeddedBackend:
         graph node. Attaching makes a new context, so the prefix cache starts over once."""
         if self._capture is None:
             try:
-                capture = LayerCapture(self._lc, self._n_embd)
+                capture = LayerCapture.for_llama(self._lc, self._n_embd, self._n_batch)
             except OSError as exc:
                 raise RuntimeError(f"llama.cpp layer readout unavailable: {exc}") from exc
             _attach_callback(self._lc, self._llm, capture)
@@ -315,7 +323,7 @@ class EmbeddedBackend:
             elif capture is None:
                 return None
             elif read.pool == "last":
-                parts.append(capture.last[read.layer])
+                parts.append(capture.kept(read.layer))
             else:
                 parts.append(capture.mean(read.layer))
         return np.concatenate(parts).astype(np.float32)

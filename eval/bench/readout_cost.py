@@ -1,11 +1,12 @@
 """What a head's readout costs the embedded model, on a quiet process and beside a busy one.
 
-Reading intermediate layers goes through llama.cpp's eval callback, a Python function the
-decoding thread calls for every node of the compute graph (several hundred per decode), each
-call taking the GIL. On a quiet process that is cheap; when another thread of the process keeps
-the GIL busy (a saturated event loop), each call can wait for it. This benchmark scores the same
-short messages with each readout, prefix cached, first with nothing else running, then with a
-thread that spins in Python, and prints the time per decision.
+Reading intermediate layers goes through llama.cpp's eval callback, which the decoding thread
+calls for every node of the compute graph (several hundred per decode). Written in Python, each
+call takes the GIL: cheap on a quiet process, but when another thread of the process keeps the
+GIL busy (a saturated event loop) each call can wait for it. The callback is C
+(``engine/backends/layer_capture.c``) where the extension was built; the report says which.
+This benchmark scores the same short messages with each readout, prefix cached, first with
+nothing else running, then with a thread that spins in Python, and prints the time per decision.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def run(spec: ModelSpec, policy_dir: Path, rounds: int = 2) -> dict[str, Any]:
                 where = "busy thread" if busy else "quiet"
                 results[f"{label} {where}"] = stats
                 rows.append([label, where, stats["p50"], stats["p90"], stats["mean"]])
+        results["layer callback"] = backend.layer_callback
     finally:
         asyncio.run(backend.aclose())
     emit("readout", results, rows)
