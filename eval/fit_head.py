@@ -30,6 +30,7 @@ from engine.policy.labels import Thresholds
 from engine.policy.loader import LoadedPolicy
 from eval.dataset import LabelledCase
 from eval.hidden_cache import HiddenStateCache
+from eval.metrics import ece
 from eval.predictions import Prediction
 from eval.thresholds import Operating, engine_with, fit_thresholds
 
@@ -229,7 +230,12 @@ def _rates(y: Sequence[Category], pred: Sequence[Category]) -> dict[str, Any]:
 
 
 def loso_table(collected: Sequence[Collected], oof: Array) -> list[dict[str, Any]]:
-    """Per source family and overall: the head left out of fitting vs the label probabilities."""
+    """Per source family and overall: the head left out of fitting vs the label probabilities.
+
+    ``oof`` are the leave-one-source-out probabilities at the temperature the head ships with,
+    so each family's ``ece`` is the calibration error of the confidence decisions would use on
+    a source the head never saw.
+    """
     families = [c.case.family for c in collected]
     truth = [c.case.label for c in collected]
     head = [CATEGORIES[int(i)] for i in oof.argmax(axis=1)]
@@ -238,10 +244,13 @@ def loso_table(collected: Sequence[Collected], oof: Array) -> list[dict[str, Any
     for family in [*sorted(set(families)), "all"]:
         idx = [i for i, f in enumerate(families) if family in ("all", f)]
         t = [truth[i] for i in idx]
+        rates = _rates(t, [head[i] for i in idx])
+        calibration = ece([float(oof[i].max()) for i in idx], [head[i] is truth[i] for i in idx])
+        rates["ece"] = None if calibration is None else round(calibration, 3)
         table.append(
             {
                 "source": family,
-                "head": _rates(t, [head[i] for i in idx]),
+                "head": rates,
                 "label_probabilities": _rates(t, [label[i] for i in idx]),
             }
         )

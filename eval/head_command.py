@@ -68,15 +68,16 @@ def _report_md(report: dict[str, Any], out: Path, command: str) -> str:
         "## Leave one source out (head fitted without the source) vs the label probabilities",
         "",
         "| source | n | accuracy head / labels | safety recall head / labels "
-        "| false esc. head / labels |",
-        "|---|---|---|---|---|",
+        "| false esc. head / labels | ECE head (shipped temperature) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in report["loso"]:
         h, lab = r["head"], r["label_probabilities"]
         lines.append(
             f"| {r['source']} | {h['n']} | {_fmt(h['accuracy'])} / {_fmt(lab['accuracy'])} "
             f"| {_fmt(h['safety_recall'])} / {_fmt(lab['safety_recall'])} "
-            f"| {_fmt(h['false_escalation'])} / {_fmt(lab['false_escalation'])} |"
+            f"| {_fmt(h['false_escalation'])} / {_fmt(lab['false_escalation'])} "
+            f"| {_fmt(h.get('ece'))} |"
         )
     op = report["operating"]
     lines += [
@@ -233,7 +234,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
             if unseen is not None
             else None
         ),
-        "loso": loso_table(usable, probs),
+        "loso": loso_table(usable, softmax(z / temperature)),
         "thresholds": thresholds_dict(operating.thresholds),
         "operating": _operating(operating),
         "curve": [_operating(o) for o in curve],

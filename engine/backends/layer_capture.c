@@ -19,7 +19,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifndef SWITCHBOARD_MAX_READS
 #define SWITCHBOARD_MAX_READS 8
+#endif
 #define SWITCHBOARD_NAME_SIZE 32
 
 typedef const char *(*get_name_fn)(const void *tensor);
@@ -46,6 +48,9 @@ struct capture_state {
     float *last[SWITCHBOARD_MAX_READS];
     int32_t has_last[SWITCHBOARD_MAX_READS];
 };
+
+/* sizeof(struct capture_state): the Python side refuses a library built from another layout. */
+size_t switchboard_capture_state_size(void) { return sizeof(struct capture_state); }
 
 static int wanted(const struct capture_state *state, const char *name) {
     if (name == NULL) {

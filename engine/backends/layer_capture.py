@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.machinery
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ import numpy.typing as npt
 
 Array32 = npt.NDArray[np.float32]
 Array64 = npt.NDArray[np.float64]
+
+log = logging.getLogger("switchboard.backends")
 
 MAX_READS = 8  # SWITCHBOARD_MAX_READS in layer_capture.c
 NAME_SIZE = 32  # SWITCHBOARD_NAME_SIZE
@@ -88,16 +91,35 @@ def _ggml(llama_cpp: Any) -> ctypes.CDLL:
     return lib
 
 
-def native_callback() -> Any | None:
-    """``switchboard_capture_layer`` from the built extension, or None where it was not built."""
-    here = Path(__file__).parent
+def native_callback(directory: Path | None = None) -> Any | None:
+    """``switchboard_capture_layer`` from the built extension, or None where it was not built.
+
+    A library whose state struct has another size than ``CaptureState`` (built from an older
+    ``layer_capture.c``; ``make install`` rebuilds it when the file changes) would write past
+    the buffers: it is not used, and the log says why.
+    """
+    here = directory or Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         path = here / f"_layer_capture{suffix}"
-        if path.exists():
-            function = ctypes.CDLL(str(path)).switchboard_capture_layer
-            function.restype = ctypes.c_bool
-            function.argtypes = [ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p]
-            return function
+        if not path.exists():
+            continue
+        library = ctypes.CDLL(str(path))
+        size = getattr(library, "switchboard_capture_state_size", None)
+        if size is not None:
+            size.restype = ctypes.c_size_t
+            size.argtypes = []
+        expected = ctypes.sizeof(CaptureState)
+        if size is None or size() != expected:
+            log.warning(
+                "%s is not built from this layer_capture.c (state of another size); reinstall "
+                "(make install, or pip install -e .). Reading layers with the Python callback.",
+                path,
+            )
+            return None
+        function = library.switchboard_capture_layer
+        function.restype = ctypes.c_bool
+        function.argtypes = [ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p]
+        return function
     return None
 
 

@@ -21,6 +21,7 @@ from eval.fit_head import (
     fit_temperature,
     kfold_logits,
     loso_logits,
+    loso_table,
     softmax,
     unseen_rows,
 )
@@ -154,3 +155,28 @@ async def test_threshold_rows_carry_the_fitted_heads_own_probabilities(tmp_path:
     assert row.p_informational == pytest.approx(expected[Category.INFORMATIONAL])
     assert row.p_safety_compliance == pytest.approx(expected[Category.SAFETY_COMPLIANCE])
     assert row.p_safety_compliance != pytest.approx(0.1)  # the head's, not the label's
+
+
+async def test_the_loso_table_reports_each_left_out_sources_calibration(tmp_path: Path) -> None:
+    """The ECE of each source's left-out predictions, at the probabilities given: a source
+    whose confidence matches its accuracy reads 0, an overconfident one its gap."""
+    loaded = load_policy(DEFAULT_POLICY, PROMPTS)
+    backend = FakeBackend(default=Scripted(dict(zip(CATEGORIES, (0.2, 0.7, 0.1), strict=True))))
+    engine = Engine.build(loaded, backend, rules_cache=RulesCache())
+    cases = [
+        LabelledCase("a1", "Where is my order?", Category.SERVICE_ACTION, "alpha", Channel.CHAT),
+        LabelledCase("a2", "What are your hours?", Category.INFORMATIONAL, "alpha", Channel.CHAT),
+        LabelledCase("b1", "I got a rash", Category.SAFETY_COMPLIANCE, "beta", Channel.CHAT),
+        LabelledCase("b2", "Refund me", Category.SERVICE_ACTION, "beta", Channel.CHAT),
+    ]
+    collected, _ = await collect(engine, cases, tmp_path, deadline_s=5)
+    info, service, safety = (CATEGORIES.index(c) for c in CATEGORIES)
+    oof = np.zeros((4, 3))
+    oof[0, service] = oof[1, info] = 1.0  # alpha: sure and right
+    oof[2, info], oof[2, safety] = 0.9, 0.1  # beta: 0.9 sure and wrong, twice
+    oof[3, info], oof[3, service] = 0.9, 0.1
+    table = {row["source"]: row["head"] for row in loso_table(collected, oof)}
+    assert table["alpha"]["ece"] == pytest.approx(0.0)
+    assert table["beta"]["ece"] == pytest.approx(0.9)
+    assert table["all"]["ece"] == pytest.approx(0.45)
+    assert table["beta"]["accuracy"] == pytest.approx(0.0)

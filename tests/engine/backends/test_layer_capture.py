@@ -8,8 +8,12 @@ callback (``layer_capture.c``) and its Python twin must capture the same rows as
 from __future__ import annotations
 
 import ctypes
+import importlib.machinery
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +152,21 @@ def test_a_surprise_is_an_error_not_a_stopped_decode(
     assert error in capture.error
     capture.reset()
     assert capture.error is None
+
+
+@pytest.mark.parametrize(("defines", "used"), [([], True), (["-DSWITCHBOARD_MAX_READS=4"], False)])
+def test_a_library_built_from_another_layout_is_not_used(
+    tmp_path: Path, defines: list[str], used: bool
+) -> None:
+    """A stale build (another struct layout) would write past the buffers: the Python twin
+    reads the layers instead."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    source = Path(__file__).parents[3] / "engine" / "backends" / "layer_capture.c"
+    library = tmp_path / f"_layer_capture{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O2", *defines, str(source), "-o", str(library)],
+        check=True,
+    )
+    assert (native_callback(tmp_path) is not None) is used
