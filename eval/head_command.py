@@ -77,7 +77,7 @@ def _report_md(report: dict[str, Any], out: Path, command: str) -> str:
             f"| {r['source']} | {h['n']} | {_fmt(h['accuracy'])} / {_fmt(lab['accuracy'])} "
             f"| {_fmt(h['safety_recall'])} / {_fmt(lab['safety_recall'])} "
             f"| {_fmt(h['false_escalation'])} / {_fmt(lab['false_escalation'])} "
-            f"| {_fmt(h.get('ece'))} |"
+            f"| {_fmt(h['ece'])} |"
         )
     op = report["operating"]
     lines += [

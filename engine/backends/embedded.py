@@ -15,7 +15,6 @@ One inference runs at a time per loaded model; callers queue with a deadline.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import dataclasses
 import os
@@ -63,22 +62,6 @@ def _passive_openmp_wait() -> None:
     variable once, when llama.cpp's library is first loaded, so this runs before the import.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def _attach_callback(llama_cpp: Any, llm: Any, capture: LayerCapture) -> None:
-    """Give ``llm`` a context whose scheduler calls ``capture`` for every graph node.
-
-    llama-cpp-python's ``Llama`` takes no eval callback, and llama.cpp reads it only when a
-    context is made: the context ``Llama`` made is replaced by one with the same parameters plus
-    the callback (the model, the batch and the token history stay), and freed at once.
-    """
-    params = llm.context_params
-    params.cb_eval = capture.callback
-    params.cb_eval_user_data = capture.user_data
-    context = llama_cpp._internals.LlamaContext(model=llm._model, params=params, verbose=False)
-    previous = llm._ctx
-    llm._ctx = llm._stack.enter_context(contextlib.closing(context))
-    previous.close()
 
 
 class EmbeddedBackend:
@@ -304,7 +287,7 @@ class EmbeddedBackend:
                 capture = LayerCapture.for_llama(self._lc, self._n_embd, self._n_batch)
             except OSError as exc:
                 raise RuntimeError(f"llama.cpp layer readout unavailable: {exc}") from exc
-            _attach_callback(self._lc, self._llm, capture)
+            capture.attach(self._lc, self._llm)
             self._llm.n_tokens = 0
             self._capture = capture
         return self._capture

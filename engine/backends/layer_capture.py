@@ -22,6 +22,7 @@ an error.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.machinery
 import logging
@@ -150,8 +151,6 @@ class LayerCapture:
         self._counts: dict[int, int] = {}
         self._has_last: set[int] = set()
         self._slots: tuple[int, ...] = ()
-        self._averaged: frozenset[int] = frozenset()
-        self._kept: frozenset[int] = frozenset()
         self._python_error: str | None = None
         state = CaptureState()
         state.get_name = _address(ggml.ggml_get_name)
@@ -180,6 +179,21 @@ class LayerCapture:
             max_rows,
             native_callback(),
         )
+
+    def attach(self, llama_cpp: Any, llm: Any) -> None:
+        """Give ``llm`` (a ``llama_cpp.Llama``) a context whose scheduler calls this capture.
+
+        llama-cpp-python's ``Llama`` takes no eval callback, and llama.cpp reads it only when a
+        context is made: the context ``Llama`` made is replaced by one with the same parameters
+        plus the callback (the model, the batch and the token history stay), and freed at once.
+        """
+        params = llm.context_params
+        params.cb_eval = self.callback
+        params.cb_eval_user_data = self.user_data
+        context = llama_cpp._internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        previous = llm._ctx
+        llm._ctx = llm._stack.enter_context(contextlib.closing(context))
+        previous.close()
 
     @property
     def error(self) -> str | None:
@@ -211,21 +225,21 @@ class LayerCapture:
             state.names[slot].value = name
             state.averaged[slot] = int(layer in averaged)
             state.kept[slot] = int(layer in kept)
-            state.sums[slot] = self._sums.setdefault(layer, np.zeros(self._width)).ctypes.data
-            state.last[slot] = self._last.setdefault(
-                layer, np.zeros(self._width, np.float32)
-            ).ctypes.data
+            if layer not in self._sums:  # buffers made once per decode, kept across its batches
+                self._sums[layer] = np.zeros(self._width)
+                self._last[layer] = np.zeros(self._width, np.float32)
+            state.sums[slot] = self._sums[layer].ctypes.data
+            state.last[slot] = self._last[layer].ctypes.data
             state.counts[slot] = self._counts.get(layer, 0)
             state.has_last[slot] = int(layer in self._has_last)
         self._slots = tuple(layers)
-        self._averaged, self._kept = averaged, kept
         state.skip_rows = max(skip_rows, 0)
         state.n_wanted = len(layers)
 
     def idle(self) -> None:
         self._harvest()
         self._state.n_wanted = 0
-        self._slots, self._averaged, self._kept = (), frozenset(), frozenset()
+        self._slots = ()
 
     def kept(self, layer: int) -> Array32:
         """The last row of ``layer`` in the decode's last batch."""
