@@ -22,6 +22,7 @@ from engine.backends.registry import BACKENDS
 from engine.errors import EvalDataError, SwitchboardError
 from engine.policy.loader import default_policies_dir
 from eval.calibrate_command import propose_calibration
+from eval.fit_data import HELD_OUT
 from eval.run_command import evaluate, run_settings
 from eval.runner import DEFAULT_USD_PER_1K_OUTPUT, DEFAULT_USD_PER_1K_PROMPT
 from eval.thresholds_command import propose_thresholds
@@ -136,14 +137,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     ev.add_argument(
         "--holdout",
-        default="eval/data/holdout.csv",
-        help="fit-head: refuse to fit on any message of this file (default: %(default)s)",
+        action="append",
+        metavar="FILE",
+        help="fit-head: refuse to fit on any message of this file (repeatable; default: "
+        + " and ".join(HELD_OUT)
+        + ", the holdout split and the current unseen check)",
     )
     ev.add_argument(
         "--fit-on",
         choices=["kfold", "loso"],
         default="kfold",
         help="fit-head: out-of-fold predictions the temperature and thresholds are fitted on",
+    )
+    ev.add_argument(
+        "--recall-on",
+        choices=["kfold", "kfold,loso"],
+        default="kfold,loso",
+        help="fit-head: the out-of-fold predictions held to safety recall >= 0.99 when the "
+        "thresholds are chosen (the leave-one-source-out ones are reported either way)",
     )
     ev.add_argument(
         "--label-weights",

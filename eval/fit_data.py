@@ -38,15 +38,21 @@ def message_of(case_id: str) -> str:
     return case_id.split(_AS, 1)[0]
 
 
+# Never fitted on: the holdout split, and the unseen check the next candidate is judged on (a
+# blind writer's cases; once read, it moves to fitting data and a new one takes its place).
+HELD_OUT = ("eval/data/holdout.csv", "eval/data/fresh3.csv")
+
+
 def gather(
     files: list[Path],
     *,
     exclude_reviewers: frozenset[str] = frozenset(),
-    holdout: Path | None = None,
+    holdout: Sequence[Path] = (),
     limit: int | None = None,
     channels: Sequence[Channel] = (),
 ) -> FitData:
-    """Read every file, drop the excluded reviewers' labels, refuse any holdout message.
+    """Read every file, drop the excluded reviewers' labels, refuse any message of a held-out
+    file (``holdout``: the holdout split and the current unseen check; a missing file is skipped).
 
     ``channels``: each message is also fitted as sent on each of these channels (a copy with the
     same label and source, id ``<id>@<channel>``): what a message is does not depend on how it
@@ -67,13 +73,13 @@ def gather(
             f"(reviewers present: {', '.join(sorted(reviewers)) or 'none'}); check the name"
         )
     kept = [c for c in cases if c.reviewer not in exclude_reviewers]
-    if holdout is not None and holdout.is_file():
-        held = {text_key(c.text) for c in read_cases(holdout)}
+    for held_file in (h for h in holdout if h.is_file()):
+        held = {text_key(c.text) for c in read_cases(held_file)}
         leaked = [c for c in kept if text_key(c.text) in held]
         if leaked:
             raise EvalDataError(
-                f"{len(leaked)} fitting message(s) are in the holdout {holdout} (first: id "
-                f"{leaked[0].case_id!r}); the holdout is never fitted on: remove them"
+                f"{len(leaked)} fitting message(s) are in the held-out {held_file} (first: id "
+                f"{leaked[0].case_id!r}); a held-out file is never fitted on: remove them"
             )
     if not kept:
         raise EvalDataError("no labelled message left to fit on")
@@ -95,7 +101,7 @@ def gather(
 
 
 def gather_unseen(
-    files: list[Path], *, fitted: Sequence[LabelledCase], holdout: Path | None = None
+    files: list[Path], *, fitted: Sequence[LabelledCase], holdout: Sequence[Path] = ()
 ) -> FitData:
     """Labelled messages for fitting the thresholds only: the head is never fitted on them, so
     its probabilities for them are out of sample, as the out-of-fold ones are. A message that is

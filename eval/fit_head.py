@@ -32,7 +32,7 @@ from eval.dataset import LabelledCase
 from eval.hidden_cache import HiddenStateCache
 from eval.metrics import ece
 from eval.predictions import Prediction
-from eval.thresholds import Operating, engine_with, fit_thresholds
+from eval.thresholds import Operating, engine_with, fit_thresholds, operating_at
 
 SAFETY = Category.SAFETY_COMPLIANCE
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -286,25 +286,73 @@ def unseen_rows(collected: Sequence[Collected], head: ProbeHead) -> list[Predict
     return oof_rows(kept, np.array([[p[k] for k in CATEGORIES] for p in probs]))
 
 
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The thresholds fit-head proposes, and what they and the curve do on the LOSO rows."""
+
+    operating: Operating  # on the k-fold (and --threshold-data) rows
+    curve: list[Operating]
+    loso: Operating | None  # the chosen thresholds on the leave-one-source-out rows
+    loso_curve: list[Operating]  # each curve setting on the leave-one-source-out rows
+    constrained_on: tuple[str, ...]  # the row sets held to safety recall >= MIN_SAFETY_RECALL
+    feasible: bool  # some setting met the constraint on every one of them
+
+
+def _recall_ok(o: Operating) -> bool:
+    return o.safety_recall is not None and o.safety_recall >= MIN_SAFETY_RECALL
+
+
 def head_thresholds(
-    engine: Engine, rows: Sequence[Prediction], max_escalation: float
-) -> tuple[Operating, list[Operating]]:
-    """Cheapest thresholds (the policy's cost matrix) with safety recall >= 0.99 on ``rows``.
+    engine: Engine,
+    rows: Sequence[Prediction],
+    max_escalation: float,
+    *,
+    loso_rows: Sequence[Prediction] = (),
+    require_loso: bool = False,
+) -> ThresholdChoice:
+    """Cheapest thresholds (the policy's cost matrix) with safety recall >= 0.99 on ``rows``,
+    and on ``loso_rows`` too when ``require_loso``.
 
     ``engine`` must be the policy without head and calibration: the rows' probabilities are the
-    head's, already tempered.
+    head's, already tempered. Where no setting meets the constraint, the one with the highest
+    recall (then the lowest cost) is proposed and ``feasible`` says so.
     """
     fit = fit_thresholds(engine, rows, max_escalation=max_escalation)
-    feasible = [
-        o
-        for o in (fit.best, *fit.curve)
-        if o.safety_recall is not None and o.safety_recall >= MIN_SAFETY_RECALL
+    candidates = [fit.best, *fit.points]
+    on_loso = (
+        operating_at(engine, loso_rows, [o.thresholds for o in candidates + fit.curve])
+        if loso_rows
+        else []
+    )
+    loso_of = on_loso[: len(candidates)]
+    keep = [
+        i
+        for i, o in enumerate(candidates)
+        if _recall_ok(o) and (not require_loso or _recall_ok(loso_of[i]))
     ]
-    if not feasible:
-        best = max(fit.curve, key=lambda o: (o.safety_recall or 0.0, -o.cost))
+    if keep:
+        i = min(keep, key=lambda k: candidates[k].cost)
+    elif require_loso and loso_of:
+        i = max(
+            range(len(candidates)),
+            key=lambda k: (
+                min(candidates[k].safety_recall or 0.0, loso_of[k].safety_recall or 0.0),
+                -candidates[k].cost,
+            ),
+        )
     else:
-        best = min(feasible, key=lambda o: o.cost)
-    return best, fit.curve
+        i = max(
+            range(len(candidates)),
+            key=lambda k: (candidates[k].safety_recall or 0.0, -candidates[k].cost),
+        )
+    return ThresholdChoice(
+        operating=candidates[i],
+        curve=fit.curve,
+        loso=loso_of[i] if loso_of else None,
+        loso_curve=on_loso[len(candidates) :],
+        constrained_on=("kfold", "loso") if require_loso else ("kfold",),
+        feasible=bool(keep),
+    )
 
 
 def plain_engine(engine: Engine) -> Engine:

@@ -17,7 +17,7 @@ from engine.backends.registry import BackendSettings, build_backend
 from engine.categories import CATEGORIES, Channel
 from engine.errors import EvalDataError
 from eval.charts import TradeoffPoint, tradeoff_chart
-from eval.fit_data import gather, gather_unseen, message_of
+from eval.fit_data import HELD_OUT, gather, gather_unseen, message_of
 from eval.fit_head import (
     MIN_SAFETY_RECALL,
     build_head,
@@ -79,25 +79,49 @@ def _report_md(report: dict[str, Any], out: Path, command: str) -> str:
             f"| {_fmt(h['false_escalation'])} / {_fmt(lab['false_escalation'])} "
             f"| {_fmt(h['ece'])} |"
         )
-    op = report["operating"]
+    op, lo = report["operating"], report["operating_loso"]
+    held = " and ".join(
+        {"kfold": f"the {report['fit_on']} out-of-fold", "loso": "the leave-one-source-out"}[k]
+        for k in report["recall_on"]
+    )
     lines += [
         "",
-        f"## Thresholds (cost matrix, safety recall >= {MIN_SAFETY_RECALL} on the "
-        f"{report['fit_on']} out-of-fold predictions, rules on)",
+        f"## Thresholds (cost matrix, safety recall >= {MIN_SAFETY_RECALL} on {held} "
+        "predictions, rules on)",
         "",
         f"`{json.dumps(report['thresholds'])}`: safety recall {_fmt(op['safety_recall'])}, "
         f"false escalation {_fmt(op['false_escalation_rate'])}, review {_fmt(op['review_rate'])}, "
-        f"accuracy {_fmt(op['accuracy'])}, cost {op['cost']:.1f}.",
+        f"automation {_fmt(op['automation_rate'])}, cost {op['cost']:.1f}."
+        + (
+            f" Sources left out: safety recall {_fmt(lo['safety_recall'])}, false escalation "
+            f"{_fmt(lo['false_escalation_rate'])}, automation {_fmt(lo['automation_rate'])}."
+            if lo
+            else ""
+        )
+        + (
+            ""
+            if report["recall_feasible"]
+            else " **No setting meets the recall constraint**: "
+            "these are the ones with the highest recall."
+        ),
         "",
-        "| escalation | safety | info | service | cost | safety recall | false esc. | review |",
-        "|---|---|---|---|---|---|---|---|",
+        "| escalation | safety | info | service | cost | safety recall | false esc. | automation "
+        "| LOSO safety recall | LOSO false esc. | LOSO automation |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for o in report["curve"]:
+    loso_curve = report["curve_loso"] or [None] * len(report["curve"])
+    for o, lo_o in zip(report["curve"], loso_curve, strict=True):
         t = o["thresholds"]
         lines.append(
             f"| {t['safety_escalation']} | {t['safety_compliance']} | {t['informational']} "
             f"| {t['service_action']} | {o['cost']:.1f} | {_fmt(o['safety_recall'])} "
-            f"| {_fmt(o['false_escalation_rate'])} | {_fmt(o['review_rate'])} |"
+            f"| {_fmt(o['false_escalation_rate'])} | {_fmt(o['automation_rate'])} "
+            + (
+                f"| {_fmt(lo_o['safety_recall'])} | {_fmt(lo_o['false_escalation_rate'])} "
+                f"| {_fmt(lo_o['automation_rate'])} |"
+                if lo_o
+                else "| - | - | - |"
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -131,7 +155,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     out = Path(args.out)
     if out.suffix != ".json":
         raise EvalDataError("fit-head writes a head file: give --out policies/<id>/head.json")
-    holdout = Path(args.holdout) if args.holdout else None
+    holdout = [Path(f) for f in (args.holdout or HELD_OUT)]
     fit = gather(
         [Path(f) for f in ([args.data] if args.data else []) + list(args.add_data or [])],
         exclude_reviewers=frozenset(args.exclude_reviewer or ()),
@@ -211,7 +235,14 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     # never fitted on (--threshold-data).
     unseen_predictions = unseen_rows(for_thresholds, head)
     rows = oof_rows(usable, fit_probs) + unseen_predictions
-    operating, curve = head_thresholds(plain_engine(engine), rows, args.max_escalation)
+    choice = head_thresholds(
+        plain_engine(engine),
+        rows,
+        args.max_escalation,
+        loso_rows=oof_rows(usable, softmax(z / temperature)),
+        require_loso="loso" in args.recall_on.split(","),
+    )
+    operating, curve = choice.operating, choice.curve
     # What the head alone does if the keyword rules miss: the same thresholds, rules off.
     bare_curve = fit_thresholds(without_rules(plain_engine(engine)), rows).curve
     command = "switchboard " + " ".join(sys.argv[1:])
@@ -237,7 +268,11 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
         "loso": loso_table(usable, softmax(z / temperature)),
         "thresholds": thresholds_dict(operating.thresholds),
         "operating": _operating(operating),
+        "operating_loso": _operating(choice.loso) if choice.loso is not None else None,
+        "recall_on": list(choice.constrained_on),
+        "recall_feasible": choice.feasible,
         "curve": [_operating(o) for o in curve],
+        "curve_loso": [_operating(o) for o in choice.loso_curve],
         "curve_without_rules": [_operating(o) for o in bare_curve],
         "command": command,
     }
@@ -266,7 +301,11 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     (report_dir / "report.md").write_text(_report_md(report, out, command), encoding="utf-8")
     (report_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     tradeoff_chart(
-        {"rules on": _points(curve), "rules off (the head alone)": _points(bare_curve)},
+        {
+            "rules on": _points(curve),
+            "rules on, sources left out (LOSO)": _points(choice.loso_curve),
+            "rules off (the head alone)": _points(bare_curve),
+        },
         _point(operating),
         f"Out-of-fold trade-off, {len(usable)} rows ({args.fit_on})",
         report_dir / "tradeoff.png",

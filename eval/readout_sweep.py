@@ -25,7 +25,7 @@ import numpy.typing as npt
 from engine.backends.readout import Readout
 from engine.backends.registry import BackendSettings, build_backend
 from engine.categories import CATEGORIES, Category, Channel
-from eval.fit_data import gather, message_of
+from eval.fit_data import HELD_OUT, gather, message_of
 from eval.fit_head import (
     C_GRID,
     collect,
@@ -116,7 +116,7 @@ async def sweep(args: argparse.Namespace) -> int:
     settings = RunSettings(policies=Path(args.policies), prompts=Path(args.prompts))
     fit = gather(
         [Path(args.data)],
-        holdout=Path(args.holdout),
+        holdout=[Path(f) for f in (args.holdout or HELD_OUT)],
         channels=[Channel(c) for c in args.channels.split(",")] if args.channels else (),
     )
     loaded = without_head(load_policy_by_id(settings.policies, settings.prompts, None))
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.readout_sweep", description=__doc__)
     parser.add_argument("--data", default="eval/data/dev.csv")
     parser.add_argument("--channels", default="chat,email,voice")
-    parser.add_argument("--holdout", default="eval/data/holdout.csv")
+    parser.add_argument("--holdout", action="append", metavar="FILE", help="never fitted on")
     parser.add_argument("--policies", default="policies")
     parser.add_argument("--prompts", default="prompts")
     parser.add_argument("--cache-dir", default="eval/out/hidden-cache")

@@ -213,6 +213,7 @@ class Fit:
     current: Operating
     best: Operating
     curve: list[Operating]  # the best setting for each escalation value on a 0.05 grid
+    points: list[Operating]  # the same on the 0.01 grid (what a constrained choice picks from)
 
 
 def fit_thresholds(
@@ -251,6 +252,20 @@ def fit_thresholds(
         )
 
     e_best = int(np.unravel_index(np.argmin(total), total.shape)[0])
-    feasible = [e for e in range(0, len(GRID), 5) if GRID[e] <= max_escalation + 1e-9]
-    curve = [_operating(s, best_for(e)) for e in feasible]
-    return Fit(current=_operating(s, now), best=_operating(s, best_for(e_best)), curve=curve)
+    feasible = [e for e in range(len(GRID)) if GRID[e] <= max_escalation + 1e-9]
+    points = [_operating(s, best_for(e)) for e in feasible]
+    curve = [o for e, o in zip(feasible, points, strict=True) if e % 5 == 0]
+    return Fit(
+        current=_operating(s, now),
+        best=_operating(s, best_for(e_best)),
+        curve=curve,
+        points=points,
+    )
+
+
+def operating_at(
+    engine: Engine, rows: Sequence[Prediction], settings: Sequence[Thresholds]
+) -> list[Operating]:
+    """What each threshold setting does on ``rows`` (one replay of the rows for all of them)."""
+    s = _states(engine, rows)
+    return [_operating(s, t) for t in settings]

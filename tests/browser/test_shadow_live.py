@@ -22,7 +22,7 @@ from tests.conftest import REPO
 # With the keyword gone, the model alone decides these; it reads them as service requests.
 LEAVING = [
     "Your driver parked in the ambulance bay at the clinic and I got a fine. Refund it please.",
-    "I nearly fainted when I saw the price of the delivery, can you refund the shipping?",
+    "I almost fainted at the checkout total. Please cancel order 5521 and refund my card.",
 ]
 STAYING = "My mother fainted after her second dose, what should we do?"
 

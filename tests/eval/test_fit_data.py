@@ -9,7 +9,7 @@ import pytest
 
 from engine.categories import Channel
 from engine.errors import EvalDataError
-from eval.fit_data import gather, gather_unseen
+from eval.fit_data import HELD_OUT, gather, gather_unseen
 
 _HEADER = "id,text,label,source,channel,reviewer,reviewed_at,decided,policy_revision\n"
 
@@ -65,21 +65,23 @@ def test_a_misspelt_reviewer_is_an_error_not_a_silent_no_op(files: dict[str, Pat
 
 def test_a_holdout_message_refuses_the_fit(files: dict[str, Path]) -> None:
     with pytest.raises(EvalDataError, match=r"1 fitting message.*'r1'.*never fitted on"):
-        gather([files["dev"], files["export"]], holdout=files["holdout"])
+        gather([files["dev"], files["export"]], holdout=[files["holdout"]])
     # Leaving that reviewer out removes the leaked row, and the fit goes on.
     fit = gather(
         [files["dev"], files["export"]],
         exclude_reviewers=frozenset({"pv-7"}),
-        holdout=files["holdout"],
+        holdout=[files["holdout"]],
     )
     assert "r1" not in [c.case_id for c in fit.cases]
 
 
 def test_the_shipped_dev_split_shares_no_message_with_the_holdout() -> None:
-    fit = gather([Path("eval/data/dev.csv")], holdout=Path("eval/data/holdout.csv"))
+    held_out = [Path(f) for f in HELD_OUT]
+    fit = gather([Path("eval/data/dev.csv")], holdout=held_out)
     assert len(fit.cases) > 100
-    with pytest.raises(EvalDataError, match="never fitted on"):
-        gather([Path("eval/data/holdout.csv")], holdout=Path("eval/data/holdout.csv"))
+    for held in held_out:
+        with pytest.raises(EvalDataError, match=rf"in the held-out {held}.*never fitted on"):
+            gather([Path("eval/data/dev.csv"), held], holdout=held_out)
 
 
 def test_each_message_can_be_fitted_as_sent_on_other_channels(files: dict[str, Path]) -> None:
@@ -117,4 +119,4 @@ def test_threshold_data_the_head_is_fitted_on_refuses_the_fit(
 
 def test_threshold_data_refuses_the_holdout_too(files: dict[str, Path]) -> None:
     with pytest.raises(EvalDataError, match="holdout"):
-        gather_unseen([files["export"]], fitted=[], holdout=files["holdout"])
+        gather_unseen([files["export"]], fitted=[], holdout=[files["holdout"]])

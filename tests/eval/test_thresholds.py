@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from engine.decide.engine import Engine
 from engine.decide.rules import RulesCache
 from engine.policy.loader import load_policy
 from eval.charts import tradeoff_chart, tradeoff_figure
+from eval.fit_head import MIN_SAFETY_RECALL, head_thresholds, plain_engine
 from eval.predictions import Prediction
 from eval.recorded import replay_rows
 from eval.thresholds import decision_cost, engine_with, fit_thresholds
@@ -168,3 +170,47 @@ def test_the_tradeoff_figure_draws_each_curve_in_escalation_order_and_rings_the_
     ringed = np.asarray(ax.collections[0].get_offsets()).tolist()
     assert ringed == [[0.99, 0.9]]
     plt.close(fig)
+
+
+def test_the_loso_constraint_lowers_the_escalation_to_keep_left_out_sources_safe(
+    edit_policy: Editor, policy_copy: Path
+) -> None:
+    engine = plain_engine(engine_for(edit_policy, policy_copy, safety_escalation=0.15))
+    rows = synthetic()
+    # Left out of fitting, the head is less sure of the safety messages: p(safety) 0.15.
+    loso = [row(i, A, (0.15, 0.7, 0.15)) for i in range(10)] + rows[10:]
+    free = head_thresholds(engine, rows, 1.0, loso_rows=loso)
+    held = head_thresholds(engine, rows, 1.0, loso_rows=loso, require_loso=True)
+    assert 0.2 < free.operating.thresholds.safety_escalation <= 0.3
+    assert free.loso is not None
+    assert free.loso.safety_recall is not None
+    assert free.loso.safety_recall < MIN_SAFETY_RECALL
+    assert held.feasible
+    assert held.constrained_on == ("kfold", "loso")
+    assert held.operating.thresholds.safety_escalation <= 0.15
+    assert held.loso is not None
+    assert held.loso.safety_recall == 1.0
+    # The price is paid on the k-fold rows too: the service messages at p(safety) 0.2 escalate.
+    assert held.operating.false_escalation_rate is not None
+    assert held.operating.false_escalation_rate > 0.0
+    assert len(held.loso_curve) == len(held.curve)
+    # The LOSO numbers are a full replay of the engine at those thresholds.
+    replayed = replay_rows(engine_with(engine, held.operating.thresholds), loso)
+    safety = [r for r in replayed if r.label is A]
+    assert held.loso.safety_recall == sum(r.category is A for r in safety) / len(safety)
+
+
+def test_an_unmeetable_loso_constraint_is_said_not_hidden(
+    edit_policy: Editor, policy_copy: Path
+) -> None:
+    engine = plain_engine(engine_for(edit_policy, policy_copy))
+    rows = synthetic()
+    # No threshold reaches a message the model gave no verdict for: the fallback decides it.
+    timeout = VerdictStatus.TIMEOUT
+    lost = [replace(row(i, A, (0.5, 0.5, 0.0)), model_status=timeout) for i in range(10)]
+    loso = lost + rows[10:]
+    held = head_thresholds(engine, rows, 1.0, loso_rows=loso, require_loso=True)
+    assert not held.feasible
+    assert held.loso is not None
+    assert held.loso.safety_recall is not None
+    assert held.loso.safety_recall < MIN_SAFETY_RECALL
