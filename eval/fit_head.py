@@ -317,6 +317,8 @@ def head_thresholds(
     head's, already tempered. Where no setting meets the constraint, the one with the highest
     recall (then the lowest cost) is proposed and ``feasible`` says so.
     """
+    if require_loso and not loso_rows:
+        raise ValueError("require_loso needs the leave-one-source-out rows")
     fit = fit_thresholds(engine, rows, max_escalation=max_escalation)
     candidates = [fit.best, *fit.points]
     on_loso = (
@@ -325,25 +327,14 @@ def head_thresholds(
         else []
     )
     loso_of = on_loso[: len(candidates)]
-    keep = [
-        i
-        for i, o in enumerate(candidates)
-        if _recall_ok(o) and (not require_loso or _recall_ok(loso_of[i]))
-    ]
+    held = [candidates, loso_of] if require_loso else [candidates]
+    keep = [k for k in range(len(candidates)) if all(_recall_ok(h[k]) for h in held)]
     if keep:
         i = min(keep, key=lambda k: candidates[k].cost)
-    elif require_loso and loso_of:
-        i = max(
-            range(len(candidates)),
-            key=lambda k: (
-                min(candidates[k].safety_recall or 0.0, loso_of[k].safety_recall or 0.0),
-                -candidates[k].cost,
-            ),
-        )
     else:
         i = max(
             range(len(candidates)),
-            key=lambda k: (candidates[k].safety_recall or 0.0, -candidates[k].cost),
+            key=lambda k: (min(h[k].safety_recall or 0.0 for h in held), -candidates[k].cost),
         )
     return ThresholdChoice(
         operating=candidates[i],

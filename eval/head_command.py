@@ -235,11 +235,14 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
     # never fitted on (--threshold-data).
     unseen_predictions = unseen_rows(for_thresholds, head)
     rows = oof_rows(usable, fit_probs) + unseen_predictions
+    # The leave-one-source-out probabilities at the shipped temperature: the thresholds answer
+    # to them too, and the LOSO table reports them.
+    loso_probs = softmax(z / temperature)
     choice = head_thresholds(
         plain_engine(engine),
         rows,
         args.max_escalation,
-        loso_rows=oof_rows(usable, softmax(z / temperature)),
+        loso_rows=oof_rows(usable, loso_probs),
         require_loso="loso" in args.recall_on.split(","),
     )
     operating, curve = choice.operating, choice.curve
@@ -265,7 +268,7 @@ async def fit_head(args: argparse.Namespace, settings: RunSettings) -> int:
             if unseen is not None
             else None
         ),
-        "loso": loso_table(usable, softmax(z / temperature)),
+        "loso": loso_table(usable, loso_probs),
         "thresholds": thresholds_dict(operating.thresholds),
         "operating": _operating(operating),
         "operating_loso": _operating(choice.loso) if choice.loso is not None else None,
