@@ -40,7 +40,7 @@ def message_of(case_id: str) -> str:
 
 # Never fitted on: the holdout split, and the unseen check the next candidate is judged on (a
 # blind writer's cases; once read, it moves to fitting data and a new one takes its place).
-HELD_OUT = ("eval/data/holdout.csv", "eval/data/fresh3.csv")
+HELD_OUT = ("eval/data/holdout.csv", "eval/data/fresh4.csv")
 
 
 def gather(

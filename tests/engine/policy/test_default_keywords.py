@@ -1,6 +1,7 @@
 """The live default policy's keyword groups on the wordings policies 1.4.1 and 1.4.3 added or
 narrowed: a death of a person but not of a phone, an expiry date already past, a dose change or
-stopping, a tablet imprint that differs from the usual one."""
+stopping, a tablet imprint that differs from the usual one; and the symptoms 1.7.2 added: a
+throat that closed in other words, an adrenaline pen used."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ def matcher() -> KeywordMatcher:
         ("how long does delivery take", "personal_report", False),
         ("imprint says M 30 but my usual ones say A 12", "product_defect", True),
         ("what does the imprint on my tablets mean?", "product_defect", False),
+        ("the antibiotics made my throat close up", "symptom", True),
+        ("felt my throat tightening after the second tablet", "symptom", True),
+        ("I had to use my EpiPen", "symptom", True),
+        ("we gave him his epi-pen in the car", "symptom", True),
+        ("do you stock EpiPen Jr?", "symptom", False),
+        ("how do I use an auto-injector?", "symptom", False),
+        ("what time do you close on Sundays?", "symptom", False),
     ],
 )
 def test_the_default_groups(matcher: KeywordMatcher, text: str, group: str, hit: bool) -> None:
