@@ -7,16 +7,18 @@ charts, threshold fitting and calibration all read these rows, so none of them n
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from engine.categories import Category, Channel, VerdictStatus
-from engine.decide.record import DecisionRecord
+from engine.decide.record import DecisionRecord, PathStep
 from engine.errors import EvalDataError
 from eval.dataset import LabelledCase
 
 SEP = ";"
 PATH_SEP = " > "
+SAFETY = Category.SAFETY_COMPLIANCE
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Prediction:
     # Each sub-intent answer's probability ("question=0.12;reaction=0.6"), when the policy gives
     # a category several answers; empty otherwise.
     answers: str = ""
+    # What first put the decision in safety (``safety_route``); empty when it is not safety.
+    safety_route: str = ""
 
     @property
     def probabilities(self) -> dict[Category, float]:
@@ -120,7 +124,34 @@ class Prediction:
             h_service_action=_round(head.get(Category.SERVICE_ACTION)),
             h_safety_compliance=_round(head.get(Category.SAFETY_COMPLIANCE)),
             answers=SEP.join(f"{a}={_round(p)}" for a, p in (record.llm.answers or {}).items()),
+            safety_route=safety_route(record.decision_path) if record.category is SAFETY else "",
         )
+
+
+def safety_route(path: Sequence[PathStep]) -> str:
+    """The first step of a decision path that made the category safety, as ``stage:code``.
+
+    ``model:label`` (the model's own label, accepted or kept below its threshold),
+    ``threshold:safety_escalation``, ``rule:<id>`` (a rule that routed to safety), a
+    ``fallback:<kind>`` or ``combine:fail_closed``; empty when nothing in the path did.
+    """
+    previous: PathStep | None = None
+    model_safety = False
+    for step in path:
+        where = f"{step.stage}:{step.code}"
+        if step.stage == "model" and step.code == "label":
+            model_safety = step.detail.startswith(SAFETY.value)
+        elif where in {"threshold:safety_escalation", "combine:fail_closed"}:
+            return where
+        elif step.stage == "threshold" and model_safety:
+            if step.code == "accepted" or f": {SAFETY.value}" in step.detail:
+                return "model:label"
+        elif step.stage == "fallback" and f"rules-only: {SAFETY.value}" in step.detail:
+            return where
+        elif where == "rule:routed" and step.detail.endswith(f"-> {SAFETY.value}"):
+            return f"rule:{previous.code}" if previous is not None else where
+        previous = step
+    return ""
 
 
 def _round(value: float | None) -> float | None:
@@ -128,7 +159,13 @@ def _round(value: float | None) -> float | None:
 
 
 COLUMNS = tuple(f.name for f in fields(Prediction))
-OPTIONAL_COLUMNS = ("h_informational", "h_service_action", "h_safety_compliance", "answers")
+OPTIONAL_COLUMNS = (
+    "h_informational",
+    "h_service_action",
+    "h_safety_compliance",
+    "answers",
+    "safety_route",
+)
 
 
 def write_predictions(path: Path, rows: list[Prediction]) -> None:
@@ -194,6 +231,7 @@ def read_predictions(path: Path) -> list[Prediction]:
                     h_service_action=_opt_float(r.get("h_service_action") or ""),
                     h_safety_compliance=_opt_float(r.get("h_safety_compliance") or ""),
                     answers=r.get("answers") or "",
+                    safety_route=r.get("safety_route") or "",
                 )
             )
         except (KeyError, ValueError) as exc:

@@ -112,6 +112,21 @@ def _rules_section(rows: Sequence[Prediction]) -> list[str]:
     return lines
 
 
+def _escalation_causes(doc: dict[str, Any]) -> list[str]:
+    causes: dict[str, int] = doc.get("false_escalation_causes") or {}
+    if not causes:
+        return ["No non-safety message was decided safety."]
+    lines = [
+        "Non-safety messages decided safety, by the first step that routed them there "
+        "(`model:label`: the model's own label; `threshold:safety_escalation`: p(safety) at or "
+        "above the escalation threshold; `rule:<id>`: a rule):",
+        "",
+        "| routed by | messages |",
+        "|---|---|",
+    ]
+    return lines + [f"| {cause} | {count} |" for cause, count in causes.items()]
+
+
 def _errors(rows: Sequence[Prediction]) -> list[str]:
     lines: list[str] = []
     for r in worst_errors(rows):
@@ -193,6 +208,8 @@ def render_markdown(
         "## What the rules did",
         "",
         *_rules_section(rows),
+        "",
+        *_escalation_causes(doc),
         "",
         "## Operations",
         "",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,10 +88,12 @@ def safety_outcomes(rows: Sequence[Prediction]) -> dict[str, Any]:
     )
     automated = sum(1 for r in others if r.category is r.label and not r.requires_human_review)
     moved = sum(1 for r in rows if r.label is safety and r.category is not safety)
+    causes = Counter(r.safety_route or "unknown" for r in others if r.category is safety)
     return {
         "silent_safety_misses": silent,
         "moved_out_of_safety": moved,
         "automation_rate": automated / len(others) if others else None,
+        "false_escalation_causes": dict(causes.most_common()),
     }
 
 
