@@ -95,6 +95,14 @@ class HiddenStateBackend(Protocol):
 
 
 @runtime_checkable
+class TokenCounter(Protocol):
+    """A backend that counts a text's tokens with its model's own tokenizer, as the text would
+    be tokenized inside a message (no BOS, no control tokens). Called on the event loop."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+@runtime_checkable
 class LLMBackend(Protocol):
     """A model that scores the allowed labels for a prompt.
 

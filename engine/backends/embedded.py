@@ -95,8 +95,15 @@ class EmbeddedBackend:
                 embedding=True,  # the hidden state too, from the same decode; logits unchanged
                 verbose=False,
             )
+            # The event loop's own tokenizer (``count_tokens``): the vocabulary only, so counting
+            # never shares a llama.cpp object with a decode running in the worker thread.
+            self._counter: Any = llama_cpp.Llama(
+                model_path=str(model_path), vocab_only=True, verbose=False
+            )
         except (ValueError, RuntimeError) as exc:
             raise BackendConfigError(f"llama.cpp could not load {model_path}: {exc}") from exc
+        self._counter_vocab = llama_cpp.llama_model_get_vocab(self._counter.model)
+        self._no_token = (llama_cpp.llama_token * 1)()
         self._n_vocab: int = self._llm.n_vocab()
         self._n_embd: int = self._llm.n_embd()
         self._capture: LayerCapture | None = None  # made when a readout first needs a layer
@@ -191,6 +198,20 @@ class EmbeddedBackend:
             tokens = list(self._llm.tokenize(text.encode(), add_bos=False, special=True))
             self._special_cache[text] = tokens
         return tokens
+
+    def count_tokens(self, text: str) -> int:
+        """``TokenCounter``: the tokens ``text`` takes as a message's content (``_tokenize``).
+
+        Asks llama.cpp for the count alone (room for no token: it answers minus the count), which
+        is about three times faster than ``Llama.tokenize``, whose buffer is the training
+        context's length on every call."""
+        data = text.encode()
+        n = int(
+            self._lc.llama_tokenize(
+                self._counter_vocab, data, len(data), self._no_token, 0, False, False
+            )
+        )
+        return -n if n < 0 else n
 
     def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         """ChatML tokens; message contents never become control tokens (no forged turns)."""
@@ -396,3 +417,4 @@ class EmbeddedBackend:
         # Let a running inference finish before the model's memory is freed under it.
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         self._llm.close()
+        self._counter.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from engine.backends.base import LabelVerdict, LLMBackend, RenderedPrompt
+from engine.backends.base import LabelVerdict, LLMBackend, RenderedPrompt, TokenCounter
 from engine.backends.readout import DEFAULT_READOUT
 from engine.categories import Category, Channel, VerdictStatus
 from engine.decide.combine import combine
@@ -87,7 +87,10 @@ class Engine:
         self.pricing = pricing or Pricing()
         self.preparer = Preparer(loaded.policy, redactor=redactor, clock=clock, ids=ids)
         self.prompts = PromptBuilder(
-            loaded.policy, loaded.prompts_dir, head.readout if head is not None else DEFAULT_READOUT
+            loaded.policy,
+            loaded.prompts_dir,
+            head.readout if head is not None else DEFAULT_READOUT,
+            backend.count_tokens if isinstance(backend, TokenCounter) else None,
         )
         self._rules_by_id = {r.id: r for r in loaded.policy.rules}
         # Frozen, so one instance per rule serves every record that names it.

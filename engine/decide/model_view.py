@@ -1,5 +1,8 @@
 """What the model reads of a message: instructions withheld, long text cut to head + tail.
 
+The cut is in characters, and, where the backend can count them, in the model's tokens as well
+(``prompt.model_input.max_tokens``): the tokens are what a decision's latency grows with.
+
 Keyword rules always read the whole message as received; this only bounds and cleans the text
 the model sees, as the policy's ``prompt.model_input`` says. Withholding is the structural part
 of injection resistance: an instruction to the classifier never reaches the model, whatever the
@@ -31,10 +34,16 @@ _TOKEN = re.compile(r"\S+")
 class ModelView:
     """Compiled once per policy revision; ``__call__`` gives the text the model reads."""
 
-    def __init__(self, spec: ModelInput | None, groups: Mapping[str, KeywordGroup]) -> None:
+    def __init__(
+        self,
+        spec: ModelInput | None,
+        groups: Mapping[str, KeywordGroup],
+        count_tokens: Callable[[str], int] | None = None,
+    ) -> None:
         self._spec = spec
         names = spec.withhold_clauses if spec is not None else []
         self._withhold = KeywordMatcher({g: groups[g] for g in names}) if names else None
+        self._count = count_tokens if spec is not None and spec.max_tokens is not None else None
 
     def __call__(self, text: str) -> str:
         if self._spec is None:
@@ -42,10 +51,25 @@ class ModelView:
         if self._withhold is not None:
             text = self._without_instructions(text, self._withhold)
         head, tail = self._spec.head_chars, self._spec.tail_chars
-        if len(text) > head + tail + len(CUT_MARK):
-            end = text[len(text) - tail :].lstrip() if tail else ""
-            text = text[:head].rstrip() + CUT_MARK + end
-        return text
+        cut = _cut_to(text, head, tail)
+        limit = self._spec.max_tokens
+        # A token is at least one byte, so a text of no more bytes than the limit fits uncounted.
+        if self._count is None or limit is None or len(cut.encode()) <= limit:
+            return cut
+        return self._within_tokens(text, cut, limit, self._count)
+
+    def _within_tokens(self, text: str, cut: str, limit: int, count: Callable[[str], int]) -> str:
+        """``text`` cut with head and tail shrunk by one factor until the model's tokens fit."""
+        assert self._spec is not None
+        head, tail = self._spec.head_chars, self._spec.tail_chars
+        tokens = count(cut)
+        scale = 1.0
+        while tokens > limit:
+            # Shrink in proportion to the excess, and at least a little: ends at an empty cut.
+            scale *= min(limit / tokens, 0.97)
+            cut = _cut_to(text, int(head * scale), int(tail * scale))
+            tokens = count(cut)
+        return cut
 
     @staticmethod
     def _without_instructions(text: str, matcher: KeywordMatcher) -> str:
@@ -65,6 +89,14 @@ class ModelView:
             else:
                 kept.extend(_cut(sentence, steers) for sentence in sentences(line))
         return "".join(kept).strip() or WITHHELD_MARK
+
+
+def _cut_to(text: str, head: int, tail: int) -> str:
+    """The first ``head`` and last ``tail`` characters joined by the cut mark, when longer."""
+    if len(text) <= head + tail + len(CUT_MARK):
+        return text
+    end = text[len(text) - tail :].lstrip() if tail else ""
+    return text[:head].rstrip() + CUT_MARK + end
 
 
 def sentences(text: str) -> list[str]:

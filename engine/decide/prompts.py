@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,11 @@ class PromptBuilder:
     """Builds RenderedPrompts for one policy revision; the static prefix is rendered once."""
 
     def __init__(
-        self, policy: Policy, prompts_dir: Path, readout: Readout = DEFAULT_READOUT
+        self,
+        policy: Policy,
+        prompts_dir: Path,
+        readout: Readout = DEFAULT_READOUT,
+        count_tokens: Callable[[str], int] | None = None,
     ) -> None:
         self._policy = policy
         self.readout = readout  # what the policy's head reads of the decode, carried to the backend
@@ -101,7 +105,7 @@ class PromptBuilder:
             prefix.append(ChatMessage("assistant", answer))
         self._prefix = tuple(prefix)
         self.prefix_hash = prefix_hash(self._prefix)
-        self.view = ModelView(policy.prompt.model_input, policy.keyword_groups)
+        self.view = ModelView(policy.prompt.model_input, policy.keyword_groups, count_tokens)
         self._verbatim = _prints_message_verbatim(env.parse(source))
         # The user block's output split where the message goes, per channel (filled on first use).
         self._slots: dict[Channel, list[str]] = {}

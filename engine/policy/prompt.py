@@ -38,6 +38,19 @@ class ModelInput(StrictModel):
     tail_chars: int = Field(
         default=0, ge=0, le=100_000, description="Characters kept from the end of a long message."
     )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=100_000,
+        description=(
+            "At most this many of the model's tokens of the message, counted by the model's own "
+            "tokenizer where the backend has one (the embedded model): when the cut text is "
+            "longer, head and tail shrink together until it fits. Characters bound the latency "
+            "of Latin text; scripts that take a token or more per character (Chinese, Greek, "
+            "Hindi) need this bound too. Without a tokenizer (Ollama, OpenAI) only the "
+            "characters bound."
+        ),
+    )
     withhold_clauses: list[str] = Field(
         default_factory=list,
         max_length=20,

@@ -273,6 +273,26 @@ def test_message_cannot_forge_turns(backend: EmbeddedBackend) -> None:
 
 
 @pytest.mark.model
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Where is my parcel?",
+        "मेरे बेटे के होंठ सूज गए।",
+        "服用后头晕",
+        "12345678901234567890",
+        "a<|im_end|>b",
+    ],
+)
+def test_counted_tokens_are_the_message_tokens_of_the_prompt(
+    backend: EmbeddedBackend, message: str
+) -> None:
+    """``count_tokens`` (the model view's bound) counts what the decode reads of a message."""
+    with_message = backend.tokenize_prompt(few_shot(message).messages)
+    empty = backend.tokenize_prompt(few_shot("").messages)
+    assert backend.count_tokens(message) == len(with_message) - len(empty)
+
+
+@pytest.mark.model
 def test_piecewise_tokens_match_whole_string_for_benign_text(backend: EmbeddedBackend) -> None:
     prompt = few_shot("Hello, my order #123 <b>never</b> arrived.\n\nThanks, Ana")
     text = "".join(f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in prompt.messages)

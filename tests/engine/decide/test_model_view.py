@@ -1,12 +1,18 @@
-"""What the model reads: head + tail of a long message, instructions withheld."""
+"""What the model reads: a long message's head + tail, in characters and tokens; no instructions."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from engine.categories import Channel
+from engine.backends.fake import FakeBackend, Scripted
+from engine.categories import Category, Channel
+from engine.decide.engine import Engine
 from engine.decide.model_view import CUT_MARK, WITHHELD_MARK, ModelView, sentences
 from engine.decide.prompts import PromptBuilder
+from engine.decide.request import DecisionRequest
+from engine.decide.rules import RulesCache
 from engine.policy.loader import LoadedPolicy, load_policy
 from engine.policy.prompt import ModelInput
 from engine.policy.rules import KeywordGroup
@@ -99,3 +105,77 @@ def test_the_live_policy_bounds_a_2000_character_message(live: LoadedPolicy) -> 
     text = "The patient developed a headache. " * 60
     turn = builder.render(text[:2000], Channel.EMAIL).messages[-1].content
     assert len(turn) < spec.head_chars + spec.tail_chars + 100
+
+
+def _bytes(text: str) -> int:
+    """A stand-in tokenizer for the bound's logic: one token per UTF-8 byte (a real one takes
+    one or more bytes per token)."""
+    return len(text.encode())
+
+
+def test_a_token_dense_message_is_cut_until_its_tokens_fit() -> None:
+    view = ModelView(ModelInput(head_chars=600, tail_chars=200, max_tokens=256), {}, _bytes)
+    hindi = "मेरे बेटे के होंठ सूज गए। " * 40  # 3 bytes a character
+    seen = view(hindi)
+    assert _bytes(seen) <= 256
+    assert seen.startswith(hindi[:40])  # the beginning is kept, and the end
+    assert CUT_MARK in seen
+    assert seen.endswith(hindi[-10:])
+    assert _bytes(seen) > 200  # shrunk to fit, not far below the bound
+
+
+def test_the_token_bound_leaves_a_message_that_fits_as_the_characters_cut_it() -> None:
+    spec = ModelInput(head_chars=600, tail_chars=200, max_tokens=256)
+    counted: list[str] = []
+
+    def count(text: str) -> int:
+        counted.append(text)
+        return len(text) // 4  # about English's characters per token
+
+    english = "I had a rash after the new tablets and my lips swelled. " * 30
+    assert ModelView(spec, {}, count)(english) == ModelView(spec, {})(english)
+    assert len(counted) == 1  # counted once, not searched
+    assert ModelView(spec, {}, count)("short, under the bound in bytes") == (
+        "short, under the bound in bytes"
+    )
+    assert len(counted) == 1  # no more bytes than the bound: never counted
+
+
+def test_without_a_tokenizer_only_the_characters_bound() -> None:
+    spec = ModelInput(head_chars=600, tail_chars=200, max_tokens=64)
+    text = "é" * 500
+    assert ModelView(spec, {})(text) == text  # Ollama, OpenAI: no counter, no token bound
+    assert _bytes(ModelView(spec, {}, _bytes)(text)) <= 64
+
+
+def test_the_live_policy_bounds_tokens_where_the_backend_counts_them(live: LoadedPolicy) -> None:
+    spec = live.policy.prompt.model_input
+    assert spec is not None
+    assert spec.max_tokens is not None
+    builder = PromptBuilder(live.policy, LIVE_PROMPTS, count_tokens=_bytes)
+    greek = "Από την Πέμπτη έχω έντονη ναυτία και εξάνθημα στα χέρια. " * 40
+    turn = builder.render(greek[:2000], Channel.CHAT).messages[-1].content
+    assert "ναυτία" in turn
+    assert _bytes(builder.view(greek[:2000])) <= spec.max_tokens
+
+
+class _CountingBackend(FakeBackend):
+    """The fake model with a tokenizer (one token a byte), as the embedded backend has one."""
+
+    def count_tokens(self, text: str) -> int:
+        return _bytes(text)
+
+
+def test_the_engine_bounds_tokens_with_its_backends_own_counter(live: LoadedPolicy) -> None:
+    hindi = "मेरे बेटे के होंठ सूज गए। " * 70
+    limit = live.policy.prompt.model_input.max_tokens  # type: ignore[union-attr]
+    counting = _CountingBackend(default=Scripted.label(Category.SAFETY_COMPLIANCE))
+    plain = FakeBackend(default=Scripted.label(Category.SAFETY_COMPLIANCE))
+    for backend in (counting, plain):
+        engine = Engine.build(live, backend, rules_cache=RulesCache())
+        asyncio.run(engine.decide(DecisionRequest(hindi[:2000])))
+    assert limit is not None
+    bounded = counting.calls[-1].messages[-1].content
+    unbounded = plain.calls[-1].messages[-1].content
+    assert _bytes(bounded) < _bytes(unbounded)
+    assert _bytes(bounded) <= limit + 200  # the message, plus the template's own words
