@@ -56,20 +56,7 @@ class ModelView:
         # A token is at least one byte, so a text of no more bytes than the limit fits uncounted.
         if self._count is None or limit is None or len(cut.encode()) <= limit:
             return cut
-        return self._within_tokens(text, cut, limit, self._count)
-
-    def _within_tokens(self, text: str, cut: str, limit: int, count: Callable[[str], int]) -> str:
-        """``text`` cut with head and tail shrunk by one factor until the model's tokens fit."""
-        assert self._spec is not None
-        head, tail = self._spec.head_chars, self._spec.tail_chars
-        tokens = count(cut)
-        scale = 1.0
-        while tokens > limit:
-            # Shrink in proportion to the excess, and at least a little: ends at an empty cut.
-            scale *= min(limit / tokens, 0.97)
-            cut = _cut_to(text, int(head * scale), int(tail * scale))
-            tokens = count(cut)
-        return cut
+        return _within_tokens(text, cut, head, tail, limit, self._count)
 
     @staticmethod
     def _without_instructions(text: str, matcher: KeywordMatcher) -> str:
@@ -89,6 +76,23 @@ class ModelView:
             else:
                 kept.extend(_cut(sentence, steers) for sentence in sentences(line))
         return "".join(kept).strip() or WITHHELD_MARK
+
+
+def _within_tokens(
+    text: str, cut: str, head: int, tail: int, limit: int, count: Callable[[str], int]
+) -> str:
+    """``text`` cut with head and tail shrunk by one factor until ``count`` says it fits.
+
+    Each round shrinks in proportion to the excess, and by 3% at least, so it ends: at no head
+    and no tail the cut is the mark alone, or a text of at most the mark's 7 characters (at most
+    28 bytes, so tokens), which a limit of 32 or more (the policy's minimum) holds."""
+    tokens = count(cut)
+    scale = 1.0
+    while tokens > limit and (int(head * scale) or int(tail * scale)):
+        scale *= min(limit / tokens, 0.97)
+        cut = _cut_to(text, int(head * scale), int(tail * scale))
+        tokens = count(cut)
+    return cut
 
 
 def _cut_to(text: str, head: int, tail: int) -> str:

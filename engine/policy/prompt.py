@@ -40,7 +40,7 @@ class ModelInput(StrictModel):
     )
     max_tokens: int | None = Field(
         default=None,
-        ge=16,
+        ge=32,
         le=100_000,
         description=(
             "At most this many of the model's tokens of the message, counted by the model's own "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category, Channel
@@ -179,3 +181,27 @@ def test_the_engine_bounds_tokens_with_its_backends_own_counter(live: LoadedPoli
     unbounded = plain.calls[-1].messages[-1].content
     assert _bytes(bounded) < _bytes(unbounded)
     assert _bytes(bounded) <= limit + 200  # the message, plus the template's own words
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(min_size=0, max_size=2500),
+    head=st.integers(min_value=50, max_value=800),
+    tail=st.integers(min_value=0, max_value=300),
+    limit=st.integers(min_value=32, max_value=400),
+)
+def test_any_message_fits_the_token_bound(text: str, head: int, tail: int, limit: int) -> None:
+    seen = ModelView(ModelInput(head_chars=head, tail_chars=tail, max_tokens=limit), {}, _bytes)(
+        text
+    )
+    assert _bytes(seen) <= limit
+    if seen != text:  # cut: the opening it keeps is the message's own
+        opening = seen.split(CUT_MARK, 1)[0]
+        assert text.startswith(opening)
+
+
+def test_a_counter_that_never_fits_still_ends() -> None:
+    """Whatever the backend counts, the view returns: at no head and no tail it stops."""
+    spec = ModelInput(head_chars=600, tail_chars=200, max_tokens=32)
+    seen = ModelView(spec, {}, lambda _text: 10_000)("x" * 2000)
+    assert seen == CUT_MARK
