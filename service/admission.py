@@ -27,7 +27,13 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine import Engine
-from engine.backends.base import LabelChoice, LabelVerdict, LLMBackend, RenderedPrompt
+from engine.backends.base import (
+    LabelChoice,
+    LabelVerdict,
+    LLMBackend,
+    RenderedPrompt,
+    TokenCounter,
+)
 from engine.categories import VerdictStatus
 from engine.policy.fallbacks import Overload, OverloadMode
 from service.access.fairness import TenantFairness
@@ -113,6 +119,11 @@ class ModelGuard:
     @property
     def model_digest(self) -> str:
         return self.backend.model_digest
+
+    def count_tokens(self, text: str) -> int | None:
+        """``TokenCounter``: the guarded backend's count, so the engines it serves bound what the
+        model reads in tokens (``prompt.model_input.max_tokens``); None when it cannot count."""
+        return self.backend.count_tokens(text) if isinstance(self.backend, TokenCounter) else None
 
     @property
     def waiting(self) -> int:

@@ -97,9 +97,10 @@ class HiddenStateBackend(Protocol):
 @runtime_checkable
 class TokenCounter(Protocol):
     """A backend that counts a text's tokens with its model's own tokenizer, as the text would
-    be tokenized inside a message (no BOS, no control tokens). Called on the event loop."""
+    be tokenized inside a message (no BOS, no control tokens). Called on the event loop. None:
+    this backend cannot count (a wrapper around one that has no tokenizer)."""
 
-    def count_tokens(self, text: str) -> int: ...
+    def count_tokens(self, text: str) -> int | None: ...
 
 
 @runtime_checkable

@@ -38,7 +38,7 @@ class ModelView:
         self,
         spec: ModelInput | None,
         groups: Mapping[str, KeywordGroup],
-        count_tokens: Callable[[str], int] | None = None,
+        count_tokens: Callable[[str], int | None] | None = None,
     ) -> None:
         self._spec = spec
         names = spec.withhold_clauses if spec is not None else []
@@ -79,16 +79,17 @@ class ModelView:
 
 
 def _within_tokens(
-    text: str, cut: str, head: int, tail: int, limit: int, count: Callable[[str], int]
+    text: str, cut: str, head: int, tail: int, limit: int, count: Callable[[str], int | None]
 ) -> str:
-    """``text`` cut with head and tail shrunk by one factor until ``count`` says it fits.
+    """``text`` cut with head and tail shrunk by one factor until ``count`` says it fits (a
+    count of None: the backend cannot count, and the characters alone bound).
 
     Each round shrinks in proportion to the excess, and by 3% at least, so it ends: at no head
     and no tail the cut is the mark alone, or a text of at most the mark's 7 characters (at most
     28 bytes, so tokens), which a limit of 32 or more (the policy's minimum) holds."""
     tokens = count(cut)
     scale = 1.0
-    while tokens > limit and (int(head * scale) or int(tail * scale)):
+    while tokens is not None and tokens > limit and (int(head * scale) or int(tail * scale)):
         scale *= min(limit / tokens, 0.97)
         cut = _cut_to(text, int(head * scale), int(tail * scale))
         tokens = count(cut)

@@ -78,7 +78,7 @@ class PromptBuilder:
         policy: Policy,
         prompts_dir: Path,
         readout: Readout = DEFAULT_READOUT,
-        count_tokens: Callable[[str], int] | None = None,
+        count_tokens: Callable[[str], int | None] | None = None,
     ) -> None:
         self._policy = policy
         self.readout = readout  # what the policy's head reads of the decode, carried to the backend

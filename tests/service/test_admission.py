@@ -8,14 +8,14 @@ from dataclasses import replace
 
 import pytest
 
-from engine import Engine, LoadedPolicy, RulesCache, load_policy
+from engine import DecisionRequest, Engine, LoadedPolicy, RulesCache, load_policy
 from engine.backends.base import ChatMessage, LabelChoice, RenderedPrompt
 from engine.backends.fake import FakeBackend, Scripted
 from engine.categories import Category, VerdictStatus
 from engine.policy.fallbacks import Overload, OverloadMode
 from service.admission import Admission, Admit, CircuitBreaker, ModelGuard, Refuse
 from service.loop_lag import LoopLagMonitor
-from tests.conftest import DEFAULT_POLICY, PROMPTS
+from tests.conftest import DEFAULT_POLICY, LIVE_PROMPTS, POLICIES, PROMPTS
 
 CHOICES = [LabelChoice(c, c.value[:4]) for c in Category]
 PROMPT = RenderedPrompt(messages=(ChatMessage("user", "hello"),), template_hash="test")
@@ -138,3 +138,32 @@ def test_monitor_sees_a_blocked_loop_and_then_its_recovery() -> None:
     assert blocked > 15, (idle, blocked)
     assert blocked > idle + 10, (idle, blocked)
     assert recovered < blocked / 2, (blocked, recovered)
+
+
+class _CountingBackend(FakeBackend):
+    """The fake model with a tokenizer (a token a byte), as the embedded backend has one."""
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.encode())
+
+
+def test_engines_behind_the_guard_bound_tokens_with_the_models_own_count() -> None:
+    """The service builds its engines on the guard, not the backend: the guard passes the
+    backend's token count through, or says it has none."""
+    loaded = load_policy(POLICIES / "contact-center", LIVE_PROMPTS)  # the shipped bound
+    hindi = "मेरे बेटे के होंठ सूज गए। " * 70
+    seen: dict[str, str] = {}
+    for name, backend in (("counts", _CountingBackend()), ("cannot", FakeBackend())):
+        backend.default = Scripted.label(Category.SAFETY_COMPLIANCE)
+        guard = ModelGuard(backend, concurrency=1, queue=1, breaker=CircuitBreaker(5, 10))
+        engine = Engine.build(loaded, guard, rules_cache=RulesCache())
+        asyncio.run(engine.decide(DecisionRequest(hindi[:2000])))
+        seen[name] = backend.calls[-1].messages[-1].content
+    assert (
+        ModelGuard(
+            FakeBackend(), concurrency=1, queue=1, breaker=CircuitBreaker(5, 10)
+        ).count_tokens("x")
+        is None
+    )
+    assert len(seen["counts"].encode()) < len(seen["cannot"].encode())
+    assert "होंठ" in seen["counts"]
