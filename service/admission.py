@@ -100,6 +100,7 @@ class ModelGuard:
         self, backend: LLMBackend, *, concurrency: int, queue: int, breaker: CircuitBreaker
     ) -> None:
         self.backend = backend
+        self._count = backend.count_tokens if isinstance(backend, TokenCounter) else None
         self.breaker = breaker
         self._slots = asyncio.Semaphore(concurrency)
         self.concurrency = concurrency
@@ -123,7 +124,7 @@ class ModelGuard:
     def count_tokens(self, text: str) -> int | None:
         """``TokenCounter``: the guarded backend's count, so the engines it serves bound what the
         model reads in tokens (``prompt.model_input.max_tokens``); None when it cannot count."""
-        return self.backend.count_tokens(text) if isinstance(self.backend, TokenCounter) else None
+        return self._count(text) if self._count is not None else None
 
     @property
     def waiting(self) -> int:

@@ -15,7 +15,6 @@ One inference runs at a time per loaded model; callers queue with a deadline.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import dataclasses
 import os
 import time
@@ -38,13 +37,13 @@ from engine.backends.base import (
 from engine.backends.layer_capture import LayerCapture
 from engine.backends.model_files import ModelSpec, assemble_model, verify_model
 from engine.backends.readout import DEFAULT_READOUT, Readout
+from engine.backends.vocabulary import Vocabulary
 from engine.categories import VerdictStatus
 from engine.errors import BackendConfigError, SwitchboardError
 
 METHOD = "label_prefix_mass"
 # Below this share of the next-token distribution the model is not answering with a label.
 MIN_LABEL_MASS = 1e-4
-_PIECE_BUFFER = 256  # longest Qwen2.5 token piece is 128 bytes
 N_BATCH = 512  # tokens per decode (one micro-batch: the layer capture counts rows per decode)
 
 
@@ -97,22 +96,18 @@ class EmbeddedBackend:
             )
             # The event loop's own tokenizer (``count_tokens``): the vocabulary only, so counting
             # never shares a llama.cpp object with a decode running in the worker thread.
-            self._counter: Any = llama_cpp.Llama(
+            self._counter_llm: Any = llama_cpp.Llama(
                 model_path=str(model_path), vocab_only=True, verbose=False
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendConfigError(f"llama.cpp could not load {model_path}: {exc}") from exc
-        self._counter_vocab = llama_cpp.llama_model_get_vocab(self._counter.model)
-        self._no_token = (llama_cpp.llama_token * 1)()
+        self.vocabulary = Vocabulary(llama_cpp, self._llm)  # the worker thread's
+        self._counter = Vocabulary(llama_cpp, self._counter_llm)
         self._n_vocab: int = self._llm.n_vocab()
         self._n_embd: int = self._llm.n_embd()
         self._capture: LayerCapture | None = None  # made when a readout first needs a layer
         self._n_batch = N_BATCH
         self._n_layer = int(llama_cpp.llama_model_n_layer(self._llm.model))
-        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
-        self._by_first_char = self._index_vocabulary()
-        self._label_tokens: dict[tuple[str, ...], list[npt.NDArray[np.intp]]] = {}
-        self._special_cache: dict[str, list[int]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
@@ -160,74 +155,14 @@ class EmbeddedBackend:
 
     # ----- tokens -------------------------------------------------------------------------
 
-    def _piece(self, token: int, *, special: bool) -> str:
-        buf = ctypes.create_string_buffer(_PIECE_BUFFER)
-        n = self._lc.llama_token_to_piece(self._vocab, token, buf, _PIECE_BUFFER, 0, special)
-        return buf.raw[: max(n, 0)].decode("utf-8", errors="replace")
-
-    def _index_vocabulary(self) -> dict[str, list[tuple[int, str]]]:
-        """Every non-control token's text, leading whitespace stripped and casefolded."""
-        index: dict[str, list[tuple[int, str]]] = {}
-        for token in range(self._n_vocab):
-            text = self._piece(token, special=False).lstrip().casefold()
-            if text:
-                index.setdefault(text[0], []).append((token, text))
-        return index
-
-    def _answer_tokens(self, answers: tuple[str, ...]) -> list[npt.NDArray[np.intp]]:
-        """Per answer, the ids of tokens whose text is a non-empty prefix of it (cached)."""
-        cached = self._label_tokens.get(answers)
-        if cached is not None:
-            return cached
-        sets: list[npt.NDArray[np.intp]] = []
-        seen: set[int] = set()
-        for answer in answers:
-            ids = [
-                t for t, text in self._by_first_char.get(answer[:1], []) if answer.startswith(text)
-            ]
-            if not ids or seen.intersection(ids):
-                raise ValueError(f"answers {answers} must be non-empty and start differently")
-            seen.update(ids)
-            sets.append(np.array(ids, dtype=np.intp))
-        self._label_tokens[answers] = sets
-        return sets
-
-    def _special(self, text: str) -> list[int]:
-        tokens = self._special_cache.get(text)
-        if tokens is None:
-            tokens = list(self._llm.tokenize(text.encode(), add_bos=False, special=True))
-            self._special_cache[text] = tokens
-        return tokens
-
     def count_tokens(self, text: str) -> int:
-        """``TokenCounter``: the tokens ``text`` takes as a message's content (``_tokenize``).
-
-        Asks llama.cpp for the count alone (room for no token: it answers minus the count), which
-        is about three times faster than ``Llama.tokenize``, whose buffer is the training
-        context's length on every call."""
-        data = text.encode()
-        n = int(
-            self._lc.llama_tokenize(
-                self._counter_vocab, data, len(data), self._no_token, 0, False, False
-            )
-        )
-        return -n if n < 0 else n
+        """``TokenCounter``: the tokens ``text`` takes as a message's content, counted with the
+        vocabulary-only load (the event loop's own; the decode's is the worker thread's)."""
+        return self._counter.count(text)
 
     def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         """ChatML tokens; message contents never become control tokens (no forged turns)."""
-        return self._tokenize(messages)[0]
-
-    def _tokenize(self, messages: Sequence[ChatMessage]) -> tuple[list[int], int]:
-        """``tokenize_prompt`` and where the last turn's content starts (the message's tokens)."""
-        tokens: list[int] = []
-        content_start = 0
-        for message in messages:
-            tokens += self._special(f"<|im_start|>{message.role}\n")
-            content_start = len(tokens)
-            tokens += self._llm.tokenize(message.content.encode(), add_bos=False, special=False)
-            tokens += self._special("<|im_end|>\n")
-        tokens += self._special("<|im_start|>assistant\n")
-        return tokens, content_start
+        return self.vocabulary.tokenize(messages)[0]
 
     # ----- inference (worker thread only) -------------------------------------------------
 
@@ -335,10 +270,10 @@ class EmbeddedBackend:
     def _score_sync(self, prompt: RenderedPrompt, choices: Sequence[LabelChoice]) -> LabelVerdict:
         answers = tuple(c.answer.casefold() for c in choices)
         try:
-            label_tokens = self._answer_tokens(answers)
+            label_tokens = self.vocabulary.answer_tokens(answers)
         except ValueError as exc:
             return LabelVerdict.failed(VerdictStatus.ERROR, str(exc))
-        tokens, content_start = self._tokenize(prompt.messages)
+        tokens, content_start = self.vocabulary.tokenize(prompt.messages)
         try:
             logits, hidden, cached = self._forward(tokens, prompt.readout, content_start)
         except _PromptTooLongError as exc:
@@ -347,7 +282,7 @@ class EmbeddedBackend:
         log_z = top + float(np.log(np.exp(logits - top).sum()))
         log_probs = logits - log_z
         scores = [float(np.logaddexp.reduce(log_probs[ids])) for ids in label_tokens]
-        raw = self._piece(int(logits.argmax()), special=True)
+        raw = self.vocabulary.piece(int(logits.argmax()), special=True)
         total = float(np.exp(np.logaddexp.reduce(np.array(scores))))
         ok = total >= MIN_LABEL_MASS
         by_answer, probabilities = answer_probabilities(scores, choices)
@@ -417,4 +352,4 @@ class EmbeddedBackend:
         # Let a running inference finish before the model's memory is freed under it.
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         self._llm.close()
-        self._counter.close()
+        self._counter_llm.close()
