@@ -73,8 +73,10 @@ def facts(
     )
 
 
-def compile_rules(*rules: Rule, groups: tuple[str, ...] = GROUPS) -> CompiledRules:
-    return CompiledRules.compile(rules, groups, revision="test")
+def compile_rules(
+    *rules: Rule, groups: tuple[str, ...] = GROUPS, max_situations: int = 4096
+) -> CompiledRules:
+    return CompiledRules.compile(rules, groups, revision="test", max_situations=max_situations)
 
 
 # -- one predicate at a time ------------------------------------------------------------------
@@ -260,7 +262,8 @@ def small() -> tuple[list[Rule], CompiledRules]:
         rule("low", 2, confidence_below=0.5),
         rule("chat-safety", 3, channel=[Channel.CHAT], llm_category=[SAFETY]),
     ]
-    return rules, compile_rules(*rules)
+    # No remembered answers: every evaluation here must reach durable-rules' C calls.
+    return rules, compile_rules(*rules, max_situations=0)
 
 
 def test_facts_missing_a_keyword_group_are_an_error(
@@ -587,7 +590,8 @@ def _rss_bytes() -> int:
 def test_memory_and_threads_stay_flat_over_100k_evaluations(
     policy: tuple[list[Rule], CompiledRules],
 ) -> None:
-    _, compiled = policy
+    rules, _ = policy
+    compiled = CompiledRules.compile(rules, GROUPS, revision="seeded-raw", max_situations=0)
     rng = random.Random(1)
     cases = [_random_facts(rng) for _ in range(1_000)]
     for case in cases:  # warm-up: pools and caches reach their steady size
@@ -624,3 +628,63 @@ def test_cache_does_not_count_rulesets_that_fail_to_compile() -> None:
         cache.get([rule("empty")], GROUPS, revision="bad")
     assert cache.compiled_count == 0
     assert cache.get([rule("ok", channel=[Channel.CHAT])], GROUPS, revision="good").rule_count == 1
+
+
+# -- remembered answers (one per situation) ----------------------------------------------------
+
+
+def test_facts_in_one_situation_get_durable_rules_answer_without_another_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compiled = compile_rules(
+        rule("low", 1, confidence_below=0.5),
+        rule("likely-safety", 2, probability_at_least={SAFETY: 0.25}),
+        rule("kw", 3, keywords_any=["fraud"]),
+    )
+    first = facts(confidence=0.31, p={SAFETY: 0.4}, hits=("fraud",))
+    assert compiled.evaluate(first) == ("low", "likely-safety", "kw")
+    sessions: list[str] = []
+    real_assert = durable_rules_engine.assert_fact
+
+    def counting_assert(handle: int, text: str) -> object:
+        sessions.append(text)
+        return real_assert(handle, text)
+
+    monkeypatch.setattr(durable_rules_engine, "assert_fact", counting_assert)
+    same = facts(confidence=0.49, p={SAFETY: 0.99}, hits=("fraud",))
+    assert compiled.evaluate(same) == ("low", "likely-safety", "kw")
+    assert sessions == []  # answered from the first fact's situation
+    # Across each threshold, and for another keyword, the situation differs: durable-rules runs.
+    for other, fired in [
+        (facts(confidence=0.5, p={SAFETY: 0.4}, hits=("fraud",)), ("likely-safety", "kw")),
+        (facts(confidence=0.31, p={SAFETY: 0.24999}, hits=("fraud",)), ("low", "kw")),
+        (facts(confidence=0.31, p={SAFETY: 0.4}, hits=("threat",)), ("low", "likely-safety")),
+    ]:
+        before = len(sessions)
+        assert compiled.evaluate(other) == fired
+        assert len(sessions) == before + 1
+
+
+def test_remembered_answers_are_capped() -> None:
+    compiled = compile_rules(rule("low", 1, confidence_below=0.5), max_situations=1)
+    assert compiled.evaluate(facts(confidence=0.1)) == ("low",)
+    assert compiled.evaluate(facts(confidence=0.9)) == ()  # not remembered: the cap was reached
+    assert compiled.evaluate(facts(confidence=0.2)) == ("low",)
+    assert len(compiled._answers) == 1
+
+
+@pytest.fixture(scope="module")
+def raw_policy(policy: tuple[list[Rule], CompiledRules]) -> CompiledRules:
+    """The seeded policy without remembered answers: every fact goes to durable-rules."""
+    return CompiledRules.compile(policy[0], GROUPS, revision="seeded-raw", max_situations=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases=st.lists(decision_facts(), min_size=2, max_size=2))
+def test_remembered_answers_equal_durable_rules_own(
+    policy: tuple[list[Rule], CompiledRules], raw_policy: CompiledRules, cases: list[DecisionFacts]
+) -> None:
+    """The seeded policy's answers build up over all examples; each must be durable-rules' own."""
+    _, compiled = policy
+    for case in cases:
+        assert compiled.evaluate(case) == raw_policy.evaluate(case)
