@@ -4,7 +4,8 @@
   charts) and predictions.csv.
 - ``switchboard eval fit-thresholds --predictions DIR/predictions.csv`` (or ``--data``) replays
   the recorded model probabilities, prints the cost trade-off curve and writes the proposed
-  thresholds as a YAML fragment and a diff of the policy file.
+  thresholds as a YAML fragment and a diff of the policy file; ``--head`` replays the probe
+  head's recorded probabilities and proposes ``head.thresholds`` instead.
 - ``switchboard eval calibrate --predictions DIR/predictions.csv`` (or ``--data``) fits a
   temperature, prints ECE before and after and writes the ``calibration`` section the same way.
 - ``switchboard eval fit-head --data dev.csv --out policies/<id>/head.json`` fits the probe head
@@ -95,6 +96,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--without-rules",
         action="store_true",
         help="fit-thresholds: print the curve with every rule switched off (no proposal)",
+    )
+    ev.add_argument(
+        "--head",
+        action="store_true",
+        help="fit-thresholds: replay the probe head's recorded probabilities and propose "
+        "head.thresholds",
     )
     ev.add_argument(
         "--without-head",

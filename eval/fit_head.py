@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from engine import DecisionRequest, Engine
 from engine.backends.readout import DEFAULT_READOUT, Readout
-from engine.categories import CATEGORIES, Category, VerdictStatus
+from engine.categories import CATEGORIES, Category
 from engine.decide.head import ProbeHead, log_labels
 from engine.policy.labels import Thresholds
 from engine.policy.loader import LoadedPolicy
@@ -259,20 +259,7 @@ def loso_table(collected: Sequence[Collected], oof: Array) -> list[dict[str, Any
 
 def oof_rows(collected: Sequence[Collected], probs: Array) -> list[Prediction]:
     """Today's recorded rows with the head's out-of-fold probabilities as the model's."""
-    rows: list[Prediction] = []
-    for c, p in zip(collected, probs, strict=True):
-        top = CATEGORIES[int(p.argmax())]
-        rows.append(
-            replace(
-                c.row,
-                model_status=VerdictStatus.OK,
-                model_label=top,
-                p_informational=float(p[0]),
-                p_service_action=float(p[1]),
-                p_safety_compliance=float(p[2]),
-            )
-        )
-    return rows
+    return [c.row.answered(p) for c, p in zip(collected, probs, strict=True)]
 
 
 def unseen_rows(collected: Sequence[Collected], head: ProbeHead) -> list[Prediction]:

@@ -49,6 +49,33 @@ def with_thresholds(text: str, thresholds: Thresholds) -> str:
     return "".join(lines)
 
 
+def with_head_thresholds(text: str, thresholds: Thresholds) -> str:
+    """``with_thresholds`` for the ``thresholds:`` mapping inside the top-level ``head:`` block."""
+    lines = text.splitlines(keepends=True)
+    span = _block(lines, "head")
+    inner = None
+    if span is not None:
+        inner = next(
+            (i for i in range(span[0] + 1, span[1]) if lines[i].strip() == "thresholds:"), None
+        )
+    if span is None or inner is None:
+        raise ValueError("the policy file has no 'thresholds:' inside a top-level 'head:' block")
+    indent = len(lines[inner]) - len(lines[inner].lstrip())
+    values = thresholds.model_dump()
+    i = inner + 1
+    while i < span[1] and (not lines[i].strip() or _indent(lines[i]) > indent):
+        m = _THRESHOLD_LINE.match(lines[i].rstrip("\n"))
+        if m:
+            pad, key, colon, rest = m.groups()
+            lines[i] = f"{pad}{key}{colon}{values[key]:g}{rest}\n"
+        i += 1
+    return "".join(lines)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
 def with_calibration(text: str, calibration: Calibration) -> str:
     body = yaml.safe_dump(
         {"calibration": calibration.model_dump(mode="json", exclude_none=True)},

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from engine.categories import Category, Channel, VerdictStatus
+from engine.categories import CATEGORIES, Category, Channel, VerdictStatus
 from engine.decide.record import DecisionRecord, PathStep
 from engine.errors import EvalDataError
 from eval.dataset import LabelledCase
@@ -78,6 +78,19 @@ class Prediction:
             Category.SAFETY_COMPLIANCE: self.h_safety_compliance,
         }
         return {c: p for c, p in values.items() if p is not None}
+
+    def answered(self, probabilities: Sequence[float]) -> Prediction:
+        """This row as if the model had answered ``probabilities`` (in ``CATEGORIES`` order),
+        which a replay then reads as the verdict: the head's out-of-fold or recorded ones."""
+        p = [float(v) for v in probabilities]
+        return replace(
+            self,
+            model_status=VerdictStatus.OK,
+            model_label=CATEGORIES[max(range(len(p)), key=p.__getitem__)],
+            p_informational=p[0],
+            p_service_action=p[1],
+            p_safety_compliance=p[2],
+        )
 
     @property
     def answer_probabilities(self) -> dict[str, float]:
@@ -237,3 +250,19 @@ def read_predictions(path: Path) -> list[Prediction]:
         except (KeyError, ValueError) as exc:
             raise EvalDataError(f"{path}:{line}: {exc}") from exc
     return out
+
+
+def as_head_rows(rows: Sequence[Prediction]) -> tuple[list[Prediction], int]:
+    """Rows whose recorded head probabilities stand in for the model's, for a replay through the
+    policy without its head (``eval.fit_head.plain_engine``); and how many rows had none (the
+    model failed or timed out: they stay as recorded)."""
+    out: list[Prediction] = []
+    without = 0
+    for row in rows:
+        head = row.head_probabilities
+        if len(head) == len(CATEGORIES):
+            out.append(row.answered([head[c] for c in CATEGORIES]))
+        else:
+            out.append(row)
+            without += 1
+    return out, without

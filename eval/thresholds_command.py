@@ -2,6 +2,11 @@
 
 Replays recorded model probabilities (or a fresh run of --data) under candidate thresholds and
 writes the best as a YAML fragment and a diff of the policy file (``eval/patch.py``).
+
+With ``--head`` it replays the probe head's recorded probabilities (the ``h_*`` columns) through
+the policy without its head, at the head's thresholds, and proposes ``head.thresholds``: what the
+decisions of a head policy use. Without it, the label probabilities and the top-level
+``thresholds`` (what decides when no head reads the model: another backend, a missing state).
 """
 
 from __future__ import annotations
@@ -9,7 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engine import Engine
+from engine.errors import EvalDataError
 from eval import patch
+from eval.fit_head import plain_engine
+from eval.predictions import Prediction, as_head_rows
 from eval.recorded import replay_rows
 from eval.run_command import rows_for_fit
 from eval.thresholds import Fit, Operating, engine_with, fit_thresholds, without_rules
@@ -37,8 +46,28 @@ def _print_fit(fit: Fit) -> None:
     print("best:    " + _curve_line(fit.best))
 
 
+def head_replay(engine: Engine, rows: list[Prediction]) -> tuple[Engine, list[Prediction]]:
+    """The policy without its head at the head's thresholds, and rows carrying the head's
+    recorded probabilities as the model's (``--head``)."""
+    spec = engine.policy.head
+    if spec is None:
+        raise EvalDataError("--head: the policy has no probe head; fit one with eval fit-head")
+    head_rows, without = as_head_rows(rows)
+    if without == len(rows):
+        raise EvalDataError(
+            "--head: no row carries the head's probabilities (h_* columns); record the "
+            "predictions with a policy whose head decided"
+        )
+    if without:
+        print(f"--head: {without} row(s) without the head's probabilities replayed as recorded")
+    plain = plain_engine(engine)
+    return engine_with(plain, spec.thresholds or engine.policy.thresholds), head_rows
+
+
 async def propose_thresholds(args: argparse.Namespace) -> int:
     rows, engine, source = await rows_for_fit(args)
+    if args.head:
+        engine, rows = head_replay(engine, rows)
     if args.without_rules:
         print("without rules: the model and thresholds alone (not a proposal)")
         _print_fit(fit_thresholds(without_rules(engine), rows))
@@ -51,7 +80,8 @@ async def propose_thresholds(args: argparse.Namespace) -> int:
     print(f"full replay of the best setting: review rate {reviewed:.3f}")
     policy_path = patch.policy_file(engine.loaded.directory)
     before = policy_path.read_text(encoding="utf-8")
-    after = patch.with_thresholds(before, fit.best.thresholds)
+    write = patch.with_head_thresholds if args.head else patch.with_thresholds
+    after = write(before, fit.best.thresholds)
     header = (
         f"# Proposed by `switchboard eval fit-thresholds` from {source} "
         f"({len(rows)} decisions, policy {engine.loaded.id} {engine.loaded.version} "
@@ -63,7 +93,9 @@ async def propose_thresholds(args: argparse.Namespace) -> int:
         Path(args.out),
         "thresholds",
         header,
-        {"thresholds": fit.best.thresholds.model_dump()},
+        {"head": {"thresholds": fit.best.thresholds.model_dump()}}
+        if args.head
+        else {"thresholds": fit.best.thresholds.model_dump()},
         policy_path,
         before,
         after,

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from engine.categories import Category
 from engine.cli import main
 from engine.policy.loader import load_policy
-from eval.predictions import read_predictions
-from tests.conftest import DEFAULT_POLICY, FIXTURES
+from eval.predictions import Prediction, read_predictions, write_predictions
+from tests.conftest import DEFAULT_POLICY, FIXTURES, LIVE_POLICY, LIVE_PROMPTS, POLICIES
 
 ROWS = [
     ("c1", "What is your refund policy?", "informational", "own/demo", "chat"),
@@ -149,3 +152,105 @@ def test_label_weights_must_be_numbers_of_at_least_zero(
         main(["eval", "fit-head", "--label-weights", weights, "--out", "h.json"])
     assert exit_.value.code == 2
     assert "label" in capsys.readouterr().err
+
+
+def _with_head_columns(
+    rows: list[Prediction], heads: dict[Category, tuple[float, float, float]]
+) -> list[Prediction]:
+    """Rows as if a probe head had decided: ``heads[label]`` (in CATEGORIES order) for each."""
+    return [
+        replace(r, h_informational=h[0], h_service_action=h[1], h_safety_compliance=h[2])
+        for r in rows
+        for h in [heads[r.label]]
+    ]
+
+
+def _current(printed: str) -> list[float]:
+    line = next(x for x in printed.splitlines() if x.startswith("current:"))
+    return [float(v) for v in line.split("|")[1].split()]  # cost recall f.esc review acc
+
+
+def test_fit_thresholds_with_head_replays_the_heads_probabilities_and_proposes_its_thresholds(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--no-redaction") == 0
+    recorded = read_predictions(out / "predictions.csv")  # the fake: service_action for all
+    headed = tmp_path / "headed.csv"
+    # Right on every message, but unsure of service requests (0.5): the head's service
+    # threshold (0.56) sends them to review, and a lower one would not.
+    heads = {
+        Category.INFORMATIONAL: (0.96, 0.02, 0.02),
+        Category.SERVICE_ACTION: (0.46, 0.5, 0.04),
+        Category.SAFETY_COMPLIANCE: (0.02, 0.02, 0.96),
+    }
+    write_predictions(headed, _with_head_columns(recorded, heads))
+
+    def fit(*extra: str) -> int:
+        policies = str(POLICIES)  # the live policy: it has a probe head
+        return main(
+            [
+                "eval",
+                "--policies",
+                policies,
+                "--backend",
+                "fake",
+                "fit-thresholds",
+                "--predictions",
+                str(headed),
+                "--out",
+                str(tmp_path / "fit"),
+                *extra,
+            ]
+        )
+
+    capsys.readouterr()
+    assert fit() == 0
+    labels_only = _current(capsys.readouterr().out)
+    assert fit("--head") == 0
+    with_head = _current(capsys.readouterr().out)
+    assert labels_only[4] < 1.0  # the label probabilities say service_action for every message
+    assert with_head[4] == 1.0
+    assert with_head[1] == 1.0
+
+    proposal = yaml.safe_load((tmp_path / "fit" / "thresholds.patch.yaml").read_text("utf-8"))
+    assert set(proposal) == {"head"}
+    assert proposal["head"]["thresholds"]["service_action"] <= 0.5
+    diff = (tmp_path / "fit" / "thresholds.diff").read_text(encoding="utf-8").splitlines()
+    changed = [x for x in diff if x[:1] in "+-" and x[:3] not in ("+++", "---")]
+    assert changed
+    assert all(x[1:5] == "    " for x in changed)
+
+
+def test_fit_thresholds_with_head_needs_the_heads_columns(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert run("--data", str(data), "--out", str(out), "--no-redaction") == 0
+    policies = str(POLICIES)  # the live policy: it has a probe head
+    args = ["eval", "--policies", policies, "--backend", "fake", "fit-thresholds", "--head"]
+    assert main([*args, "--predictions", str(out / "predictions.csv")]) == 2
+    assert "no row carries the head's probabilities" in capsys.readouterr().err
+    assert run("fit-thresholds", "--head", "--predictions", str(out / "predictions.csv")) == 2
+    assert "the policy has no probe head" in capsys.readouterr().err
+
+
+def test_head_thresholds_patch_changes_only_the_heads(tmp_path: Path) -> None:
+    from engine.policy.labels import Thresholds
+    from eval import patch
+
+    original = (LIVE_POLICY / "policy.yaml").read_text(encoding="utf-8")
+    new = Thresholds(
+        informational=0.61, service_action=0.52, safety_compliance=0.43, safety_escalation=0.24
+    )
+    text = patch.with_head_thresholds(original, new)
+    target = tmp_path / "policies" / "contact-center"
+    shutil.copytree(LIVE_POLICY, target)
+    (target / "policy.yaml").write_text(text, encoding="utf-8")
+    loaded = load_policy(target, LIVE_PROMPTS)
+    before = load_policy(LIVE_POLICY, LIVE_PROMPTS)
+    assert loaded.policy.head is not None
+    assert loaded.policy.head.thresholds == new
+    assert loaded.policy.thresholds == before.policy.thresholds
+    with pytest.raises(ValueError, match="inside a top-level 'head:'"):
+        patch.with_head_thresholds("thresholds:\n  informational: 0.5\n", new)
