@@ -62,6 +62,24 @@ def replay_row(engine: Engine, row: Prediction) -> DecisionRecord:
     )
 
 
+OUTAGE = LabelVerdict.failed(VerdictStatus.TIMEOUT, "outage: no model verdict")
+
+
+def replay_outage(engine: Engine, cases: Sequence[LabelledCase]) -> list[Prediction]:
+    """Each case decided as if the model never answered (its call timed out): what the policy's
+    rules and fallbacks alone do with it during an outage. No model call."""
+    return [
+        Prediction.from_record(
+            case,
+            engine.replay(
+                DecisionRequest(message=case.text, channel=case.channel, decision_id=case.case_id),
+                OUTAGE,
+            ),
+        )
+        for case in cases
+    ]
+
+
 def replay_rows(engine: Engine, rows: Sequence[Prediction]) -> list[Prediction]:
     """Re-decide recorded rows under ``engine``'s policy (keywords as recorded, no text)."""
     out: list[Prediction] = []

@@ -173,6 +173,18 @@ def _charts(
     return [f"![{p.stem}]({p.name})" for p in made]
 
 
+def _outage_line(doc: dict[str, Any]) -> list[str]:
+    o = doc.get("outage")
+    if not o:
+        return []
+    return [
+        "- during an outage (the same messages, every model call timing out, rules and fallbacks "
+        f"only): safety messages reaching the safety queue {_fmt(o['safety_queue_recall'])}, "
+        f"other messages there {_fmt(o['false_escalation_rate'])}, silent misses "
+        f"{o['silent_safety_misses']}, review rate {_fmt(o['review_rate'])}"
+    ]
+
+
 def render_markdown(
     rows: Sequence[Prediction], doc: dict[str, Any], chart_links: Sequence[str]
 ) -> str:
@@ -222,6 +234,7 @@ def render_markdown(
         f"(at ${meta['usd_per_1k_prompt']}/1k prompt and ${meta['usd_per_1k_output']}/1k "
         "output tokens)",
         f"- review rate {_fmt(doc['review_rate'])}, degraded rate {_fmt(doc['degraded_rate'])}",
+        *_outage_line(doc),
         "",
         "## Per source",
         "",
@@ -244,11 +257,12 @@ def write_outputs(
     rows: Sequence[Prediction],
     meta: dict[str, Any],
     calibration: Calibration | None,
+    outage: Sequence[Prediction] = (),
 ) -> dict[str, Any]:
     """Write the three outputs (and the charts) to ``out``; return the metrics document."""
     out.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "labels": {c.value: sum(r.label is c for r in rows) for c in Category}}
-    doc = summarise(rows, calibration, meta)
+    doc = summarise(rows, calibration, meta, outage)
     (out / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     write_predictions(out / "predictions.csv", list(rows))
     links = _charts(rows, doc, calibration, out)

@@ -19,7 +19,7 @@ from engine.errors import EvalDataError
 from eval.dataset import file_digest, read_cases
 from eval.fit_head import without_head
 from eval.predictions import Prediction, read_predictions
-from eval.recorded import replay_cases, verdict_key
+from eval.recorded import replay_cases, replay_outage, verdict_key
 from eval.report import write_outputs
 from eval.runner import Progress, RunSettings, build_engine, decide_all, load_policy_by_id
 
@@ -97,9 +97,10 @@ async def evaluate(args: argparse.Namespace) -> tuple[list[Prediction], Engine, 
             )
     finally:
         await backend.aclose()
+    outage = replay_outage(engine, cases)  # no model call
     meta = _meta(args, engine, key, extra)
     out = Path(args.out)
-    doc = write_outputs(out, rows, meta, engine.policy.calibration)
+    doc = write_outputs(out, rows, meta, engine.policy.calibration, outage)
     _print_summary(doc, out)
     return rows, engine, doc
 
@@ -137,6 +138,12 @@ def _print_summary(doc: dict[str, Any], out: Path) -> None:
         f"  latency ms      p50 {lat.get('p50')} p95 {lat.get('p95')} p99 {lat.get('p99')}; "
         f"cost/decision ${doc['cost_per_decision_usd']}"
     )
+    if o := doc.get("outage"):
+        print(
+            f"  outage          safety queue recall {f(o['safety_queue_recall'])}, false "
+            f"escalation {f(o['false_escalation_rate'])}, silent {o['silent_safety_misses']} "
+            "(no model verdicts, rules and fallbacks only)"
+        )
     print(f"wrote {out / 'metrics.json'}, {out / 'report.md'}, {out / 'predictions.csv'}")
 
 

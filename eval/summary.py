@@ -111,10 +111,29 @@ def slices(rows: Sequence[Prediction]) -> dict[str, list[Prediction]]:
     return dict(sorted(groups.items()))
 
 
+def outage_outcomes(rows: Sequence[Prediction]) -> dict[str, Any]:
+    """What the rules and fallbacks alone do when no call gets a verdict (``replay_outage``):
+    the share of safety messages that reach the safety queue, of the others that do too, and
+    the reports neither routed to safety nor reviewed."""
+    decided = classification([r.label for r in rows], [r.category for r in rows])
+    outcomes = safety_outcomes(rows)
+    return {
+        "n": len(rows),
+        "safety_queue_recall": decided["safety_recall"],
+        "false_escalation_rate": decided["safety_false_escalation_rate"],
+        "silent_safety_misses": outcomes["silent_safety_misses"],
+        "review_rate": sum(r.requires_human_review for r in rows) / len(rows) if rows else None,
+    }
+
+
 def summarise(
-    rows: Sequence[Prediction], calibration: Calibration | None, meta: dict[str, Any]
+    rows: Sequence[Prediction],
+    calibration: Calibration | None,
+    meta: dict[str, Any],
+    outage: Sequence[Prediction] = (),
 ) -> dict[str, Any]:
-    """The metrics.json document: final-decision metrics at the top level, model-only beside."""
+    """The metrics.json document: final-decision metrics at the top level, model-only beside;
+    with ``outage`` rows, what the same messages get when the model gives no verdict."""
     doc: dict[str, Any] = {"meta": meta}
     doc.update(final_decision(rows, calibration))
     doc["model_only"] = model_only(rows, None)
@@ -124,6 +143,8 @@ def summarise(
         name: {**final_decision(group, calibration), "model_only": model_only(group, None)}
         for name, group in slices(rows).items()
     }
+    if outage:
+        doc["outage"] = outage_outcomes(outage)
     return doc
 
 

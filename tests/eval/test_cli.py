@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.categories import Category
+from engine.categories import Category, Channel
 from engine.cli import main
 from engine.policy.loader import load_policy
 from eval.predictions import Prediction, read_predictions, write_predictions
@@ -61,6 +61,11 @@ def test_eval_writes_the_three_outputs(
     assert metrics["n"] == 10
     assert set(metrics["latency_ms"]) == {"p50", "p95", "p99"}
     assert set(metrics["per_source"]) == {"own", "own/demo", "public"}
+    # The same ten with no model verdict: rules and fallbacks only, every one reviewed.
+    assert metrics["outage"]["n"] == 10
+    assert metrics["outage"]["review_rate"] == 1.0
+    assert metrics["outage"]["silent_safety_misses"] == 0
+    assert "during an outage" in (out / "report.md").read_text(encoding="utf-8")
     assert metrics["meta"]["policy_id"] == "contact-center"
     # The fake says service_action 0.9 to everything: the rules catch the safety reports.
     assert metrics["model_only"]["safety_recall"] == 0.0
@@ -254,3 +259,41 @@ def test_head_thresholds_patch_changes_only_the_heads(tmp_path: Path) -> None:
     assert loaded.policy.thresholds == before.policy.thresholds
     with pytest.raises(ValueError, match="inside a top-level 'head:'"):
         patch.with_head_thresholds("thresholds:\n  informational: 0.5\n", new)
+
+
+def test_outage_replay_decides_without_a_verdict_under_the_policy() -> None:
+    from engine.backends.fake import FakeBackend, Scripted
+    from engine.categories import VerdictStatus
+    from engine.decide.engine import Engine
+    from engine.decide.rules import RulesCache
+    from eval.dataset import LabelledCase
+    from eval.recorded import replay_outage
+    from eval.summary import outage_outcomes
+
+    loaded = load_policy(LIVE_POLICY, LIVE_PROMPTS)
+    # The model would answer service_action surely: the outage replay must not ask it.
+    engine = Engine.build(
+        loaded, FakeBackend(default=Scripted.label(Category.SERVICE_ACTION, 0.99)),
+        rules_cache=RulesCache(),
+    )  # fmt: skip
+    safety, service = Category.SAFETY_COMPLIANCE, Category.SERVICE_ACTION
+    texts = [
+        ("hives after gummies. 4yo.", safety),
+        ("Γεια σας, πρήστηκαν τα χείλη μου.", safety),
+        ("Cancel order 4471 please.", service),
+        ("Do you ship to Canada?", Category.INFORMATIONAL),
+    ]
+    cases = [LabelledCase(str(i), t, y, "t", Channel.CHAT) for i, (t, y) in enumerate(texts)]
+    rows = replay_outage(engine, cases)
+    assert [r.model_status for r in rows] == [VerdictStatus.TIMEOUT] * 4
+    assert [r.category for r in rows] == [
+        Category.SAFETY_COMPLIANCE,  # a symptom word: safety-signal-without-verdict
+        Category.SERVICE_ACTION,  # Greek, no keyword: the timeout fallback
+        Category.SERVICE_ACTION,
+        Category.SERVICE_ACTION,
+    ]
+    assert all(r.requires_human_review and r.degraded for r in rows)
+    outcome = outage_outcomes(rows)
+    assert outcome["safety_queue_recall"] == 0.5
+    assert outcome["false_escalation_rate"] == 0.0
+    assert outcome["silent_safety_misses"] == 0
