@@ -280,20 +280,22 @@ def test_outage_replay_decides_without_a_verdict_under_the_policy() -> None:
     texts = [
         ("hives after gummies. 4yo.", safety),
         ("Γεια σας, πρήστηκαν τα χείλη μου.", safety),
+        ("lapseni oksensi kahdesti siirapin jälkeen", safety),  # Finnish: no group covers it
         ("Cancel order 4471 please.", service),
         ("Do you ship to Canada?", Category.INFORMATIONAL),
     ]
     cases = [LabelledCase(str(i), t, y, "t", Channel.CHAT) for i, (t, y) in enumerate(texts)]
     rows = replay_outage(engine, cases)
-    assert [r.model_status for r in rows] == [VerdictStatus.TIMEOUT] * 4
+    assert [r.model_status for r in rows] == [VerdictStatus.TIMEOUT] * 5
     assert [r.category for r in rows] == [
-        Category.SAFETY_COMPLIANCE,  # a symptom word: safety-signal-without-verdict
-        Category.SERVICE_ACTION,  # Greek, no keyword: the timeout fallback
-        Category.SERVICE_ACTION,
-        Category.SERVICE_ACTION,
+        safety,  # a symptom word: safety-signal-without-verdict
+        safety,  # Greek swelling: outage_report_signal
+        service,  # the timeout fallback
+        service,
+        service,
     ]
     assert all(r.requires_human_review and r.degraded for r in rows)
     outcome = outage_outcomes(rows)
-    assert outcome["safety_queue_recall"] == 0.5
+    assert outcome["safety_queue_recall"] == 2 / 3
     assert outcome["false_escalation_rate"] == 0.0
     assert outcome["silent_safety_misses"] == 0

@@ -1,7 +1,9 @@
-"""The live default policy's rules for decisions the model gave no verdict for (policy 1.7.5).
+"""The live default policy's rules for decisions the model gave no verdict for (1.7.5, 1.7.6).
 
-Without a verdict the fallback is service_action with review; a message naming a symptom or
-saying what happened to someone goes to the safety queue instead, whatever ended the model call.
+Without a verdict the fallback is service_action with review; a message naming a symptom, saying
+what happened to someone, or carrying another report signal (`outage_report_signal`: other
+languages, a swallowed product, a defect in other words) goes to the safety queue instead,
+whatever ended the model call. With a verdict that group decides nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ RULE = "safety-signal-without-verdict"
 CASES = [
     ("hives after gummies. 4yo.", SAFETY),  # a symptom word, nothing else
     ("My husband has been using the patches for ten days and has vivid dreams.", SAFETY),
+    ("mi hija de 3 años vomitó dos veces después del jarabe", SAFETY),
+    ("吃了你们的药以后全身起了红疹", SAFETY),
+    ("Γεια σας, πρήστηκαν τα χείλη μου μετά το χάπι.", SAFETY),
+    ("my 2 year old got into the vitamin gummies, is that ok?", SAFETY),
+    ("found a piece of blue plastic in the antacid bottle", SAFETY),
     ("Please cancel order 4471, I ordered the wrong size.", SERVICE),
+    ("¿Cuánto cuesta el envío a Valencia?", SERVICE),
     ("What are your opening hours on Sunday?", SERVICE),
 ]
 
@@ -60,4 +68,14 @@ def test_a_verdict_keeps_the_rule_out() -> None:
     )
     assert record.llm.status is VerdictStatus.OK
     assert RULE not in [r.id for r in record.rules_fired]
+    assert record.category is SERVICE
+
+
+def test_the_outage_group_decides_nothing_when_the_model_answers() -> None:
+    engine = _engine(Scripted.label(SERVICE, 0.97))
+    record = asyncio.run(
+        engine.decide(DecisionRequest(message="Pedí dos cajas por error, cancelen una por favor."))
+    )
+    assert "outage_report_signal" in record.keywords_matched
+    assert record.rules_fired == []
     assert record.category is SERVICE
