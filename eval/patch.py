@@ -40,13 +40,18 @@ def with_thresholds(text: str, thresholds: Thresholds) -> str:
     span = _block(lines, "thresholds")
     if span is None:
         raise ValueError("the policy file has no top-level 'thresholds:' block")
+    _set_values(lines, range(span[0] + 1, span[1]), thresholds)
+    return "".join(lines)
+
+
+def _set_values(lines: list[str], rows: range, thresholds: Thresholds) -> None:
+    """Each threshold line among ``lines[rows]`` given its value from ``thresholds``."""
     values = thresholds.model_dump()
-    for i in range(span[0] + 1, span[1]):
+    for i in rows:
         m = _THRESHOLD_LINE.match(lines[i].rstrip("\n"))
         if m:
             indent, key, colon, rest = m.groups()
             lines[i] = f"{indent}{key}{colon}{values[key]:g}{rest}\n"
-    return "".join(lines)
 
 
 def with_head_thresholds(text: str, thresholds: Thresholds) -> str:
@@ -60,15 +65,10 @@ def with_head_thresholds(text: str, thresholds: Thresholds) -> str:
         )
     if span is None or inner is None:
         raise ValueError("the policy file has no 'thresholds:' inside a top-level 'head:' block")
-    indent = len(lines[inner]) - len(lines[inner].lstrip())
-    values = thresholds.model_dump()
-    i = inner + 1
-    while i < span[1] and (not lines[i].strip() or _indent(lines[i]) > indent):
-        m = _THRESHOLD_LINE.match(lines[i].rstrip("\n"))
-        if m:
-            pad, key, colon, rest = m.groups()
-            lines[i] = f"{pad}{key}{colon}{values[key]:g}{rest}\n"
-        i += 1
+    end = inner + 1  # the mapping's lines: blank, or indented deeper than its key
+    while end < span[1] and (not lines[end].strip() or _indent(lines[end]) > _indent(lines[inner])):
+        end += 1
+    _set_values(lines, range(inner + 1, end), thresholds)
     return "".join(lines)
 
 

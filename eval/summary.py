@@ -115,14 +115,13 @@ def outage_outcomes(rows: Sequence[Prediction]) -> dict[str, Any]:
     """What the rules and fallbacks alone do when no call gets a verdict (``replay_outage``):
     the share of safety messages that reach the safety queue, of the others that do too, and
     the reports neither routed to safety nor reviewed."""
-    decided = classification([r.label for r in rows], [r.category for r in rows])
-    outcomes = safety_outcomes(rows)
+    decided = final_decision(rows, None)
     return {
         "n": len(rows),
         "safety_queue_recall": decided["safety_recall"],
         "false_escalation_rate": decided["safety_false_escalation_rate"],
-        "silent_safety_misses": outcomes["silent_safety_misses"],
-        "review_rate": sum(r.requires_human_review for r in rows) / len(rows) if rows else None,
+        "silent_safety_misses": decided["silent_safety_misses"],
+        "review_rate": decided["review_rate"],
     }
 
 

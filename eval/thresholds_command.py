@@ -49,8 +49,7 @@ def _print_fit(fit: Fit) -> None:
 def head_replay(engine: Engine, rows: list[Prediction]) -> tuple[Engine, list[Prediction]]:
     """The policy without its head at the head's thresholds, and rows carrying the head's
     recorded probabilities as the model's (``--head``)."""
-    spec = engine.policy.head
-    if spec is None:
+    if engine.policy.head is None:
         raise EvalDataError("--head: the policy has no probe head; fit one with eval fit-head")
     head_rows, without = as_head_rows(rows)
     if without == len(rows):
@@ -60,8 +59,7 @@ def head_replay(engine: Engine, rows: list[Prediction]) -> tuple[Engine, list[Pr
         )
     if without:
         print(f"--head: {without} row(s) without the head's probabilities replayed as recorded")
-    plain = plain_engine(engine)
-    return engine_with(plain, spec.thresholds or engine.policy.thresholds), head_rows
+    return engine_with(plain_engine(engine), engine.reader.head_thresholds), head_rows
 
 
 async def propose_thresholds(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from engine.decide.calibration import calibrate
 from engine.decide.head import METHOD as HEAD_METHOD
 from engine.decide.head import ProbeHead, head_mismatches
 from engine.decide.prompts import PromptBuilder
+from engine.policy.labels import Thresholds
 from engine.policy.model import Policy
 
 
@@ -57,6 +58,11 @@ class VerdictReader:
             if spec is not None and spec.thresholds is not None
             else policy
         )
+
+    @property
+    def head_thresholds(self) -> Thresholds:
+        """The thresholds a decision the head read is held to."""
+        return self._head_policy.thresholds
 
     def read(self, verdict: LabelVerdict) -> Reading:
         from_head = self._head_probabilities(verdict)
