@@ -38,9 +38,9 @@ def message_of(case_id: str) -> str:
     return case_id.split(_AS, 1)[0]
 
 
-# Never fitted on: the holdout split, and the unseen check the next candidate is judged on (a
-# blind writer's cases; once read, it moves to fitting data and a new one takes its place).
-HELD_OUT = ("eval/data/holdout.csv", "eval/data/fresh7.csv")
+# Never fitted on: the holdout split, and the unseen checks the next candidates are judged on
+# (blind writers' cases; once read, one moves to fitting data and a new one takes its place).
+HELD_OUT = ("eval/data/holdout.csv", "eval/data/fresh7.csv", "eval/data/fresh8.csv")
 
 
 def gather(
