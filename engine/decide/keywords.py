@@ -38,21 +38,57 @@ class _Phrase:
 @dataclass(frozen=True)
 class _CompiledGroup:
     words: frozenset[str]  # whole single words
-    stems: tuple[str, ...]  # single-word prefixes ("reaction*")
+    stems: tuple[str, ...]  # single-word prefixes ("reaction*"), matched by ``_StemIndex``
     phrases: Mapping[str, tuple[_Phrase, ...]]  # multi-word phrases, by their first word
     always: tuple[GuardedPattern, ...]  # regexes, and phrases that do not start with a word
 
-    def search(self, folded: str, words: set[str], ordered: Sequence[str], prefilter: bool) -> bool:
-        """``ordered`` is ``sorted(words)``; ``prefilter`` is ``prefilter_applies(folded)``."""
-        if not self.words.isdisjoint(words):
-            return True
-        if self.stems and _starts_with_any(ordered, self.stems):
+    def search(self, folded: str, words: set[str], stem_hit: bool, prefilter: bool) -> bool:
+        """``stem_hit``: a word of the text starts with one of ``stems``; ``prefilter`` is
+        ``prefilter_applies(folded)``."""
+        if stem_hit or not self.words.isdisjoint(words):
             return True
         for first in words.intersection(self.phrases):
             for phrase in self.phrases[first]:
                 if (not prefilter or phrase.words <= words) and phrase.pattern.search(folded):
                     return True
         return any(pattern.search(folded, prefilter) for pattern in self.always)
+
+
+_STEM_KEY = 3  # stems are found by their first three characters
+
+
+class _StemIndex:
+    """Every group's stems in one table, so a text's words are looked up once for all groups.
+
+    A word starts with a stem of three or more characters only if its first three characters are
+    the stem's: each word is one dict lookup, then ``startswith`` on the few stems sharing that
+    key. The rare shorter stem is found by bisecting the sorted words, as before.
+    """
+
+    def __init__(self, groups: Mapping[str, _CompiledGroup]) -> None:
+        by_key: dict[str, list[tuple[str, str]]] = {}
+        short: list[tuple[str, str]] = []
+        for name, group in groups.items():
+            for stem in group.stems:
+                if len(stem) >= _STEM_KEY:
+                    by_key.setdefault(stem[:_STEM_KEY], []).append((stem, name))
+                else:
+                    short.append((stem, name))
+        self._by_key = {key: tuple(entries) for key, entries in by_key.items()}
+        self._short = tuple(short)
+
+    def groups_hit(self, words: set[str]) -> set[str]:
+        """The groups with a stem that some word of ``words`` starts with."""
+        hit: set[str] = set()
+        by_key = self._by_key
+        for word in words if by_key else ():
+            entries = by_key.get(word[:_STEM_KEY])
+            if entries is not None:
+                hit.update(name for stem, name in entries if word.startswith(stem))
+        if self._short:
+            ordered = sorted(words)
+            hit.update(name for stem, name in self._short if _starts_with_any(ordered, (stem,)))
+        return hit
 
 
 def _starts_with_any(ordered: Sequence[str], stems: tuple[str, ...]) -> bool:
@@ -70,16 +106,18 @@ class KeywordMatcher:
 
     def __init__(self, groups: Mapping[str, KeywordGroup]) -> None:
         self._groups = {name: _compile(group) for name, group in groups.items()}
+        self._stems = _StemIndex(self._groups)
 
     def match(self, text: str, groups: Iterable[str] | None = None) -> dict[str, bool]:
         """Which groups ``text`` matches: every group, or only ``groups`` (in that order)."""
         folded = fold(text)
         words = set(_WORD.findall(folded))
-        ordered = sorted(words)
+        stem_hits = self._stems.groups_hit(words)
         prefilter = prefilter_applies(folded)
         chosen = self._groups if groups is None else groups
         return {
-            name: self._groups[name].search(folded, words, ordered, prefilter) for name in chosen
+            name: self._groups[name].search(folded, words, name in stem_hits, prefilter)
+            for name in chosen
         }
 
 

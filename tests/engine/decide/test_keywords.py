@@ -115,3 +115,38 @@ VOCAB = [
 @example(keywords=["\u0131ll \u0131ll"], text="ill \u0131ll")
 def test_matcher_agrees_with_one_regex_per_keyword(keywords: list[str], text: str) -> None:
     assert _matcher(*keywords).match(text) == {"g": _oracle(keywords, text)}
+
+
+STEM_VOCAB = ["ra", "ras", "rash", "rashe", "brash", "rea", "reac", "reaction", "ıll", "ill", "si"]
+
+
+@given(
+    groups=st.lists(
+        st.lists(
+            st.sampled_from([*STEM_VOCAB, *VOCAB])
+            .filter(lambda k: len(k) >= 2)
+            .flatmap(lambda k: st.sampled_from([k, k + "*"])),
+            min_size=1,
+            max_size=5,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    text=st.lists(
+        st.sampled_from([*STEM_VOCAB, *VOCAB, "reactions", "rashly", ",", "\n"]), max_size=12
+    ).map(" ".join),
+)
+@settings(max_examples=400, deadline=None)
+@example(groups=[["ras*"], ["rash*"], ["ra*"]], text="rashes")  # one table key, three groups
+@example(groups=[["rea*"], ["reaction*"]], text="reactor")  # same key, only the shorter stem
+def test_groups_share_one_stem_table_and_agree_with_one_regex_per_keyword(
+    groups: list[list[str]], text: str
+) -> None:
+    """Stems of every group are looked up in one table (by their first three characters, shorter
+    ones apart); each group still answers as its own keywords do."""
+    keyword_groups = {
+        f"g{i}": KeywordGroup(description="test", keywords=keywords)
+        for i, keywords in enumerate(groups)
+    }
+    expected = {f"g{i}": _oracle(keywords, text) for i, keywords in enumerate(groups)}
+    assert KeywordMatcher(keyword_groups).match(text) == expected
