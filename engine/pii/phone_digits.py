@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from functools import cache
 
 import phonenumbers
-from phonenumbers import phonenumbermatcher, phonenumberutil
+from phonenumbers import phonenumbermatcher, phonenumberutil, re_util
 
 # One character of a number part (point 1). Compile with ``FLAGS``, as phonenumbers does.
 RUN_CHARACTER = (
@@ -104,3 +104,48 @@ def _min_digits(regions: frozenset[str]) -> int:
 def min_digits(regions: Iterable[str]) -> int:
     """Fewest digits (see ``digit_count``) a number found for any of ``regions`` is written with."""
     return _min_digits(frozenset(regions))
+
+
+@cache
+def run_pattern(need: int) -> re.Pattern[str]:
+    """A run of ``RUN_CHARACTER`` characters holding at least ``need`` digits (or "x"): what a
+    text must contain for the matcher to find a number written with ``need`` digits."""
+    return re.compile(r"[\dxX](?:" + RUN_CHARACTER + r"*?[\dxX]){" + str(need - 1) + "}", FLAGS)
+
+
+_PLUS = frozenset(phonenumberutil._PLUS_CHARS)
+
+
+@cache
+def national_min_digits(region: str) -> int:
+    """Fewest digits a number the matcher accepts for ``region`` is written with when it is
+    written in national form: no plus sign and no international prefix (point 4, first case)."""
+    code = phonenumbers.country_code_for_region(region)
+    return _written_nsn(code, region)
+
+
+@cache
+def _international_prefix(region: str) -> re.Pattern[str] | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.international_prefix is None:
+        return None
+    return re_util.re_compile(metadata.international_prefix)  # as parse compiles it
+
+
+def national_only(candidate: str, region: str) -> bool:
+    """Whether ``parse(candidate, region)`` can only read a national number: no plus sign, no
+    "x" (three letters would be mapped to digits before the prefix is read) and its digits do not
+    start with the region's international prefix. Then the number has the region's country
+    code, and ``national_min_digits(region)`` bounds its written digits.
+
+    ``parse`` reads an international number only after a plus sign or the region's prefix at
+    the start of the normalised digits (``_maybe_strip_i18n_prefix_and_normalize``); what it
+    reads is a prefix of all the candidate's digits (an extension only cuts the end), and a
+    prefix pattern that matches the start of a prefix matches the start of the whole. The other
+    way is the region's own country code written first, which leaves the national number after
+    it: at least as many written digits as without it.
+    """
+    if not _PLUS.isdisjoint(candidate) or "x" in candidate or "X" in candidate:
+        return False
+    prefix = _international_prefix(region)
+    return prefix is None or prefix.match(phonenumbers.normalize_digits_only(candidate)) is None

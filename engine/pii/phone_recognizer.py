@@ -3,12 +3,17 @@
 Presidio runs phonenumbers' matcher over the whole text once per region. For every candidate
 (and every piece of a candidate it splits up) the matcher calls ``_parse_and_verify``: the most
 expensive step, and a pure function of the candidate, the characters just before and after it,
-the region and the leniency. ``_SharingMatcher`` changes five things, nothing else:
+the region and the leniency. ``_SharingMatcher`` and ``analyze`` change five things, nothing else:
 
 - the search for the next candidate (``_PATTERN`` from a position, then trimming a second
   number off its end) depends on the text alone, so all regions share one per position;
 - it rejects without parsing a candidate written with fewer digits than any number valid for
-  its region needs (the lemma in ``engine.pii.phone_digits``, which the pre-scan rests on too);
+  its region needs (the lemma in ``engine.pii.phone_digits``, which the pre-scan rests on too),
+  and runs no matcher at all for a region when the text has no run of that many digits (an
+  order number of four digits is searched as a German number only: Germany's shortest is four,
+  the other default regions' six), and a candidate that can only be read as a national number
+  (no plus sign, no international prefix) with fewer digits than the region's national numbers
+  need (``phone_digits.national_only``: a six-digit order number is parsed for Germany only);
 - within one ``analyze`` call it keeps each region's verdicts by that key, so a repeated number
   or card group is parsed once per region instead of once per occurrence;
 - a candidate that ``phonenumbers.parse`` reads without a default region (a "+" and a known
@@ -82,6 +87,8 @@ class _SharingMatcher(PhoneNumberMatcher):
         self._extracted = verdicts.extracted.setdefault(region, {})
         validating = leniency is not None and leniency >= phone_digits.VALIDATING
         self._min_digits = phone_digits.min_digits([region]) if validating else 0
+        self._national_min = phone_digits.national_min_digits(region) if validating else 0
+        self._region = region
 
     def _next_candidate(self, index: int) -> tuple[int, str] | None:
         if index not in self._verdicts.candidates:
@@ -145,8 +152,11 @@ class _SharingMatcher(PhoneNumberMatcher):
         if key in known:
             number = known[key]
             return None if number is None else PhoneNumberMatch(offset, candidate, number)
-        if phone_digits.digit_count(candidate) < self._min_digits:
+        digits = phone_digits.digit_count(candidate)
+        if digits < self._min_digits:
             match = None  # too few digits for any number valid for this region: parse rejects it
+        elif digits < self._national_min and phone_digits.national_only(candidate, self._region):
+            match = None  # too few for a national number, and it cannot be read as international
         else:
             match = super()._parse_and_verify(candidate, offset)
         # A rejection for too few digits holds for every region when the verdict does not
@@ -172,7 +182,15 @@ class SharingPhoneRecognizer(PhoneRecognizer):
         # raw match -> (the region phonenumbers reads from it without a default region,) or
         # None when it cannot read it so (a national number)
         labels: dict[str, tuple[str | None] | None] = {}
+        validating = self.leniency is not None and self.leniency >= phone_digits.VALIDATING
+        runs: dict[int, bool] = {}  # digits needed -> the text has a run of that many
         for region in self.supported_regions:
+            if validating:
+                need = phone_digits.min_digits([region])
+                if need not in runs:
+                    runs[need] = phone_digits.run_pattern(need).search(text) is not None
+                if not runs[need]:
+                    continue  # the lemma (engine.pii.phone_digits): nothing to find for region
             for match in _SharingMatcher(text, region, self.leniency, verdicts):
                 raw = text[match.start : match.end]
                 if raw not in labels:

@@ -109,11 +109,7 @@ def phone_run_guard(recognizer: PhoneRecognizer) -> Guard:
         return lambda text: any_digit.search(text) is not None
     # The lemma in engine.pii.phone_digits: a run of number characters holding at least
     # min_digits digits (or "x"), the fewest any number found for these regions is written with.
-    need = phone_digits.min_digits(recognizer.supported_regions)
-    run = re.compile(
-        r"[\dxX](?:" + phone_digits.RUN_CHARACTER + r"*?[\dxX]){" + str(need - 1) + "}",
-        phone_digits.FLAGS,
-    )
+    run = phone_digits.run_pattern(phone_digits.min_digits(recognizer.supported_regions))
     return lambda text: run.search(text) is not None
 
 

@@ -91,3 +91,48 @@ def test_an_extraction_cut_short_by_max_tries_is_not_reused() -> None:
     plain = phonenumbers.PhoneNumberMatcher(text, "US", leniency=1)
     fresh = _SharingMatcher(text, "US", 1, verdicts)
     assert [(m.start, m.end) for m in fresh] == [(m.start, m.end) for m in plain] != []
+
+
+SHORT_NATIONAL = [
+    # order numbers with fewer digits than most regions' national numbers need
+    "can u change the address on order 5521 pls",
+    "order 552133 pls, ref 5521339, box 55213391",
+    # the same digits behind each region's international prefix, without a plus sign
+    "ring 00 44 20 7946 0958 or 011 44 20 7946 0958 or 0012 44 20 7946 0958",
+    "0015 21 9 8765 4321, 00 49 30 1234, 011 1 415 555 0100, 00 378 0549 123456",
+    "call 00 49 1640 or 011 49 1640 or 0012 49 1640 or +49 1640",  # a four-digit German number
+    # a fullwidth plus, a plus inside the candidate, and "x" (letters may be read as digits)
+    "\uff0b44 20 7946 0958, (+49) 30 1234, 55x2133, 552133 x12, 552 xxx 133",
+    # the region's own country code written first, and national prefixes
+    "1 415 555 0100, 49 30 123456, 0 30 1234, 0549 123456, 01481 256789",
+]
+
+
+@pytest.mark.parametrize("text", SHORT_NATIONAL)
+@pytest.mark.parametrize("region", EDGE_REGIONS)
+def test_short_national_candidates_are_skipped_without_changing_findings(
+    text: str, region: str
+) -> None:
+    # One region at a time: with several, another region's finding would hide a miss.
+    _assert_same(text, (region,))
+
+
+def test_a_six_digit_order_number_is_parsed_for_germany_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Germany's national numbers can have four digits; the other default regions' need seven or
+    more, and "552133" cannot be read as international: only one region parses it."""
+    parsed: list[str] = []
+    original = phonenumbers.PhoneNumberMatcher._parse_and_verify
+
+    def counting(self: Any, candidate: str, offset: int) -> Any:
+        parsed.append(self.preferred_region)
+        return original(self, candidate, offset)
+
+    monkeypatch.setattr(phonenumbers.PhoneNumberMatcher, "_parse_and_verify", counting)
+    text = "order 552133 pls"
+    assert SharingPhoneRecognizer(supported_regions=DEFAULT_REGIONS).analyze(text, []) == []
+    assert parsed == ["DE"]
+    parsed.clear()
+    assert PhoneRecognizer(supported_regions=DEFAULT_REGIONS).analyze(text, []) == []
+    assert sorted(parsed) == sorted(DEFAULT_REGIONS)  # Presidio's own parses it for each region
