@@ -40,7 +40,7 @@ def message_of(case_id: str) -> str:
 
 # Never fitted on: the holdout split, and the unseen checks the next candidates are judged on
 # (blind writers' cases; once read, one moves to fitting data and a new one takes its place).
-HELD_OUT = ("eval/data/holdout.csv", "eval/data/fresh8.csv", "eval/data/fresh9.csv")
+HELD_OUT = ("eval/data/holdout.csv", "eval/data/fresh9.csv")
 
 
 def gather(
