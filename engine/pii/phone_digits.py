@@ -49,6 +49,11 @@ FLAGS = phonenumberutil._REGEX_FLAGS
 VALIDATING = phonenumbers.Leniency.VALID  # the lemma needs this leniency or a stricter one
 
 
+def lemma_holds(leniency: int | None) -> bool:
+    """Whether the matcher at ``leniency`` validates numbers, as the lemma needs."""
+    return leniency is not None and leniency >= VALIDATING
+
+
 def digit_count(candidate: str) -> int:
     """Digits of ``candidate`` as the lemma counts them: ``\\d`` (``isdecimal``) and "x"/"X"."""
     return sum(1 for char in candidate if char.isdecimal() or char in "xX")

@@ -9,11 +9,11 @@ the region and the leniency. ``_SharingMatcher`` and ``analyze`` change five thi
   number off its end) depends on the text alone, so all regions share one per position;
 - it rejects without parsing a candidate written with fewer digits than any number valid for
   its region needs (the lemma in ``engine.pii.phone_digits``, which the pre-scan rests on too),
-  and runs no matcher at all for a region when the text has no run of that many digits (an
-  order number of four digits is searched as a German number only: Germany's shortest is four,
-  the other default regions' six), and a candidate that can only be read as a national number
-  (no plus sign, no international prefix) with fewer digits than the region's national numbers
-  need (``phone_digits.national_only``: a six-digit order number is parsed for Germany only);
+  or one that can only be read as a national number (no plus sign, no international prefix)
+  with fewer digits than the region's national numbers need (``phone_digits.national_only``: a
+  six-digit order number is parsed for Germany only); and ``analyze`` runs no matcher at all for
+  a region when the text has no run of as many digits as it needs (an order number of four
+  digits is searched as a German number only: Germany's shortest is four, the others' six);
 - within one ``analyze`` call it keeps each region's verdicts by that key, so a repeated number
   or card group is parsed once per region instead of once per occurrence;
 - a candidate that ``phonenumbers.parse`` reads without a default region (a "+" and a known
@@ -85,7 +85,7 @@ class _SharingMatcher(PhoneNumberMatcher):
         self._verdicts = verdicts
         self._own = verdicts.by_region.setdefault(region, {})
         self._extracted = verdicts.extracted.setdefault(region, {})
-        validating = leniency is not None and leniency >= phone_digits.VALIDATING
+        validating = phone_digits.lemma_holds(leniency)
         self._min_digits = phone_digits.min_digits([region]) if validating else 0
         self._national_min = phone_digits.national_min_digits(region) if validating else 0
         self._region = region
@@ -182,7 +182,7 @@ class SharingPhoneRecognizer(PhoneRecognizer):
         # raw match -> (the region phonenumbers reads from it without a default region,) or
         # None when it cannot read it so (a national number)
         labels: dict[str, tuple[str | None] | None] = {}
-        validating = self.leniency is not None and self.leniency >= phone_digits.VALIDATING
+        validating = phone_digits.lemma_holds(self.leniency)
         runs: dict[int, bool] = {}  # digits needed -> the text has a run of that many
         for region in self.supported_regions:
             if validating:

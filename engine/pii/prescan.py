@@ -103,7 +103,7 @@ _PATTERN_GUARDS: dict[type[PatternRecognizer], tuple[str, Guard]] = {
 def phone_run_guard(recognizer: PhoneRecognizer) -> Guard:
     """The cheap half of the phone guard: a run of enough digits (the lemma), nothing else."""
     leniency = recognizer.leniency
-    if leniency is None or leniency < phone_digits.VALIDATING:
+    if not phone_digits.lemma_holds(leniency):
         # Without validation only the matcher's own pattern applies, and it needs a digit.
         any_digit = re.compile(r"\d")
         return lambda text: any_digit.search(text) is not None
